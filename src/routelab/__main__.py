@@ -1,0 +1,3 @@
+from routelab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""The `routelab` command: a thin shell that parses arguments and calls services.
+
+Each command group lives in its own module with a `register(subparsers, common)`.
+Exit codes: 0 success, 1 the operation failed, 2 bad usage or bad input; always a
+one-line reason on stderr, never a traceback (ROUTELAB_DEBUG=1 shows one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from routelab.domain import RoutelabError
+
+# Command modules, in the order their commands appear in --help.
+COMMAND_MODULES = ["workspace"]
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+class Context:
+    """What a command handler gets: its arguments and a lazily opened workspace."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.db_path = Path(getattr(args, "db", None) or os.environ.get("ROUTELAB_DB") or "routelab.db")
+        self.db_existed = self.db_path.exists()
+        self._store = None
+
+    def store(self):  # -> Store (imported lazily: `routelab --help` stays instant)
+        if self._store is None:
+            from routelab.store import Store
+
+            self._store = Store.open(self.db_path)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def discard_new_workspace(self) -> None:
+        """A command that failed on bad input must not leave a workspace it just created."""
+        self.close()
+        if not self.db_existed:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
+
+
+def common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--db", default=argparse.SUPPRESS, metavar="PATH",
+        help="workspace file (default: $ROUTELAB_DB, else ./routelab.db)",
+    )
+    return common
+
+
+def build_parser() -> Parser:
+    common = common_options()
+    parser = Parser(
+        prog="routelab",
+        description="Distil a strong LLM into a fast, cheap intent router. Without a command: open the app.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"routelab {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"routelab.cli.{name}").register(sub, common)
+    return parser
+
+
+def _version() -> str:
+    from routelab import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[Context], int] | None = getattr(args, "func", None)
+    if handler is None:
+        from routelab.cli.workspace import open_app
+
+        handler = open_app
+    ctx = Context(args)
+    try:
+        return handler(ctx) or 0
+    except RoutelabError as e:
+        if e.exit_code == 2:
+            ctx.discard_new_workspace()
+        _fail(str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        _fail("interrupted; everything finished so far is saved")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # a bug: say what, in one line, and how to see more
+        if os.environ.get("ROUTELAB_DEBUG"):
+            traceback.print_exc()
+        _fail(f"internal error: {type(e).__name__}: {e} (set ROUTELAB_DEBUG=1 for a traceback)")
+        return 1
+    finally:
+        ctx.close()
+
+
+def _fail(message: str) -> None:
+    first_line = " ".join(message.split())
+    sys.stderr.write(f"routelab: error: {first_line}\n")

@@ -1,0 +1,143 @@
+"""Workspace commands: init, actions, import, demo, and opening the app."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from routelab.cli.output import add_json_flag, emit_json, table
+from routelab.domain import Action, BadInput
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("init", parents=[common], help="create a workspace (optionally with an action catalog)")
+    p.add_argument("--actions", metavar="FILE", help='JSON list of {"name", "description", "code"?}')
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("actions", parents=[common], help="list, add or import actions")
+    asub = p.add_subparsers(dest="actions_command", metavar="SUBCOMMAND", required=True)
+    q = asub.add_parser("list", parents=[common], help="list the action catalog")
+    add_json_flag(q)
+    q.add_argument("--all", action="store_true", help="include inactive actions")
+    q.set_defaults(func=cmd_actions_list)
+    q = asub.add_parser("add", parents=[common], help="add an action (or update its description)")
+    q.add_argument("name")
+    q.add_argument("--description", "-d", default="", help="what belongs to this action (the teacher reads it)")
+    q.add_argument("--code", type=int, help="stable integer code (default: next free)")
+    q.set_defaults(func=cmd_actions_add)
+    q = asub.add_parser("import", parents=[common], help="add or update actions from a JSON file")
+    q.add_argument("file")
+    q.set_defaults(func=cmd_actions_import)
+
+    p = sub.add_parser("import", parents=[common], help="import questions (CSV, JSON, JSONL, CLINC150, OpenAI chat JSONL)")
+    p.add_argument("file")
+    p.add_argument("--source", help="source name for every question (default: the file's, else 'user')")
+    p.add_argument("--format", choices=["csv", "json", "jsonl"], help="file format (default: detected)")
+    p.add_argument("--split", choices=["train", "validation", "test", "unassigned"], help="split for every question")
+    p.add_argument("--create-actions", action="store_true", help="add labels missing from the catalog as actions")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("demo", parents=[common], help="create (first time) the bundled HR demo workspace and open it")
+    p.add_argument("--no-open", action="store_true", help="create the workspace and print its path, do not open the app")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("app", parents=[common], help="open the app on the workspace (same as no command)")
+    p.set_defaults(func=open_app)
+
+
+def cmd_init(ctx) -> int:
+    actions = None
+    if ctx.args.actions:
+        from routelab.services.importing import read_actions
+
+        actions = read_actions(ctx.args.actions)  # validated before the workspace is touched
+    store = ctx.store()
+    added: list[str] = []
+    if actions:
+        added, _ = store.upsert_actions(actions)
+    print(f"workspace {ctx.db_path} (schema v{store.schema_version}): {len(store.action_names())} actions"
+          + (f", {len(added)} added" if added else ""))
+    return 0
+
+
+def cmd_actions_list(ctx) -> int:
+    actions = ctx.store().actions(active_only=not ctx.args.all)
+    if ctx.args.json:
+        emit_json([a.model_dump() for a in actions])
+    elif not actions:
+        print("no actions yet: routelab actions add NAME --description D, or routelab init --actions FILE")
+    else:
+        table([(a.code, a.name, "" if a.active else "inactive", a.description) for a in actions],
+              ["code", "name", "", "description"])
+    return 0
+
+
+def cmd_actions_add(ctx) -> int:
+    from pydantic import ValidationError
+
+    try:
+        action = Action(name=ctx.args.name, description=ctx.args.description, code=ctx.args.code)
+    except ValidationError as e:
+        raise BadInput(e.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    added, updated = ctx.store().upsert_actions([action])
+    code = next(a.code for a in ctx.store().actions(active_only=False) if a.name == action.name)
+    print(f"{'added' if added else 'updated' if updated else 'unchanged'}: {action.name} (code {code})")
+    return 0
+
+
+def cmd_actions_import(ctx) -> int:
+    from routelab.services.importing import read_actions
+
+    actions = read_actions(ctx.args.file)
+    added, updated = ctx.store().upsert_actions(actions)
+    print(f"{len(added)} added, {len(updated)} updated, {len(actions) - len(added) - len(updated)} unchanged")
+    return 0
+
+
+def cmd_import(ctx) -> int:
+    from routelab.services.importing import import_examples, read_examples
+
+    a = ctx.args
+    examples = read_examples(a.file, fmt=a.format, source=a.source, split=a.split)  # before the workspace is opened
+    result = import_examples(ctx.store(), Path(a.file), examples, create_actions=a.create_actions)
+    if a.json:
+        emit_json(result.__dict__)
+    else:
+        print(
+            f"{a.file}: read {result.read}, added {result.added}, "
+            f"{result.existing} already in the workspace, {result.repeated} repeated in the file; "
+            f"{result.labelled} added with labels"
+            + (f"; created {len(result.actions_created)} actions" if result.actions_created else "")
+        )
+    return 0
+
+
+def cmd_demo(ctx) -> int:
+    from routelab.config import settings
+    from routelab.services.demo import DEMO_FILE, create_demo_workspace
+
+    path = Path(getattr(ctx.args, "db", None) or settings().demo_dir() / DEMO_FILE)
+    if not path.exists():
+        print(f"creating the demo workspace at {path} ...", file=sys.stderr)
+        tmp = path.with_name(path.name + ".partial")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+        create_demo_workspace(tmp).close()
+        tmp.rename(path)  # appears whole or not at all
+    ctx.db_path = path
+    if ctx.args.no_open:
+        print(path)
+        return 0
+    return open_app(ctx)
+
+
+def open_app(ctx) -> int:
+    if not sys.stdin.isatty() or not sys.stdout.isatty():
+        raise BadInput("the app needs a terminal; use the commands (routelab --help) in scripts")
+    from routelab.store import Store
+    from routelab.tui.app import RoutelabApp
+
+    Store.open(ctx.db_path).close()  # refuse a bad workspace with a clear line before the screen appears
+    RoutelabApp(ctx.db_path).run()
+    return 0

@@ -1,0 +1,229 @@
+"""The nouns of routelab as pydantic models, shared by every layer.
+
+Nothing here touches the disk, the network or a UI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+SPLITS = ("train", "validation", "test", "unassigned")
+Split = Literal["train", "validation", "test", "unassigned"]
+# Action names are identifiers downstream, so no spaces or control characters; anything
+# else real catalogs use is allowed (BANKING77 has "reverted_card_payment?").
+ACTION_NAME_RE = re.compile(r"^[^\s\x00-\x1f\x7f-\x9f]{1,80}$")
+MAX_TEXT_CHARS = 20_000  # a routed message longer than this is a paste accident, not a question
+
+
+class RoutelabError(Exception):
+    """An error with a one-line message for the user; `exit_code` follows the CLI contract."""
+
+    exit_code = 1
+
+
+class BadInput(RoutelabError):
+    """The user gave us something we cannot use (exit 2). Nothing was changed."""
+
+    exit_code = 2
+
+
+class DecisionKind(StrEnum):
+    ACCEPT = "accept"
+    OVERRIDE = "override"
+    SKIP = "skip"
+    FLAG = "flag"
+    UNDO = "undo"
+    IMPORT = "import"
+
+
+class Status(StrEnum):
+    """Review status of an example, derived from its decisions."""
+
+    UNREVIEWED = "unreviewed"
+    REVIEWED = "reviewed"  # has a human label (accept, override or import)
+    SKIPPED = "skipped"
+    FLAGGED = "flagged"
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    VALIDATING = "validating"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant", "tool", "function"]
+    content: str
+
+
+class Action(BaseModel):
+    name: str
+    description: str = ""
+    code: int | None = None
+    active: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, v: str) -> str:
+        v = v.strip()
+        if not ACTION_NAME_RE.match(v):
+            raise ValueError(
+                f"action name {v!r} must be 1-80 characters without spaces or control characters"
+            )
+        return v
+
+
+def normalize_text(text: str) -> str:
+    """Whitespace-collapsed, NFC text: the form we store, hash and show."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def content_hash(text: str, conversation: list[Message] | None = None) -> str:
+    """Identity of an example: same question with the same history is the same example."""
+    payload: Any = normalize_text(text)
+    if conversation:
+        payload = [[m.role, normalize_text(m.content)] for m in conversation] + [payload]
+    raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha1(raw.encode("utf-8")).hexdigest()
+
+
+class NewExample(BaseModel):
+    """An example as read from a file, before it has an id."""
+
+    text: str
+    conversation: list[Message] | None = None  # earlier turns; `text` is the last user message
+    source: str = "user"
+    split: Split = "unassigned"
+    label: str | None = None  # a human label from the file
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        v = normalize_text(v)
+        if not v:
+            raise ValueError("empty text")
+        if len(v) > MAX_TEXT_CHARS:
+            raise ValueError(f"text longer than {MAX_TEXT_CHARS} characters")
+        return v
+
+    @property
+    def hash(self) -> str:
+        return content_hash(self.text, self.conversation)
+
+
+class Example(BaseModel):
+    id: int
+    text: str
+    conversation: list[Message] | None = None
+    source: str
+    split: Split
+    hash: str
+    created_at: str
+    label: str | None = None  # current human label, derived from decisions
+    status: Status = Status.UNREVIEWED
+
+    def messages(self) -> list[Message]:
+        """The whole exchange as the router sees it: history, then the question."""
+        return [*(self.conversation or []), Message(role="user", content=self.text)]
+
+
+class Proposal(BaseModel):
+    id: int | None = None
+    example_id: int
+    model: str
+    prompt_version: str = "v1"
+    action: str | None  # None when the answer was invalid (refusal, unparsable, unknown)
+    valid: bool = True
+    confidence: float | None = None
+    raw: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    latency_ms: float | None = None
+    created_at: str = Field(default_factory=now_iso)
+
+
+class Decision(BaseModel):
+    id: int | None = None
+    example_id: int
+    kind: DecisionKind
+    action: str | None = None
+    model: str | None = None  # whose proposal was accepted
+    undoes: int | None = None  # for kind=undo: the decision it cancels
+    at: str = Field(default_factory=now_iso)
+
+
+class Job(BaseModel):
+    id: int | None = None
+    kind: Literal["label", "generate", "finetune", "batch", "eval", "export"]
+    provider: str = "local"
+    status: JobStatus = JobStatus.QUEUED
+    model: str | None = None
+    remote_id: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    result: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    progress_done: int = 0
+    progress_total: int | None = None
+    cost: float = 0.0
+    created_at: str = Field(default_factory=now_iso)
+    updated_at: str = Field(default_factory=now_iso)
+    finished_at: str | None = None
+
+
+class JobEvent(BaseModel):
+    id: int | None = None
+    job_id: int
+    remote_id: str | None = None  # the provider's event id, so polling stores each event once
+    at: str = Field(default_factory=now_iso)
+    level: Literal["info", "warn", "error"] = "info"
+    type: Literal["message", "metrics"] = "message"
+    message: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Evaluation(BaseModel):
+    id: int | None = None
+    job_id: int | None = None
+    model: str
+    split: str | None = None
+    source: str | None = None
+    n: int
+    correct: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    macro_f1: float | None = None
+    invalid_rate: float = 0.0
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    cost_per_1k: float | None = None
+    details: dict[str, Any] = Field(default_factory=dict)  # per-class metrics, confusion, by-source
+    created_at: str = Field(default_factory=now_iso)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Untrusted text made safe to show: C0/C1 control characters (ESC included) removed."""
+    return _CONTROL.sub("", text)

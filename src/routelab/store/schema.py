@@ -1,0 +1,145 @@
+"""The workspace schema and its forward migrations.
+
+The schema is a public interface: people open the file with sqlite3 or Datasette.
+Each migration is a list of statements applied in one transaction; PRAGMA user_version
+records how many have run. Never edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[list[str]] = [
+    # 1: the foundation
+    [
+        """CREATE TABLE settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )""",
+        """CREATE TABLE actions (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            description TEXT NOT NULL DEFAULT '',
+            code INTEGER NOT NULL UNIQUE,
+            active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+            created_at TEXT NOT NULL
+        )""",
+        # label/status are a cache of the decisions log, kept in the same transaction as
+        # each decision, so the review filters stay index lookups at a million rows.
+        """CREATE TABLE examples (
+            id INTEGER PRIMARY KEY,
+            text TEXT NOT NULL,
+            conversation TEXT,
+            source TEXT NOT NULL,
+            split TEXT NOT NULL DEFAULT 'unassigned'
+                CHECK (split IN ('train', 'validation', 'test', 'unassigned')),
+            hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            label TEXT,
+            status TEXT NOT NULL DEFAULT 'unreviewed'
+                CHECK (status IN ('unreviewed', 'reviewed', 'skipped', 'flagged'))
+        )""",
+        "CREATE INDEX examples_status ON examples (status, id)",
+        "CREATE INDEX examples_source ON examples (source, id)",
+        "CREATE INDEX examples_split ON examples (split, id)",
+        "CREATE INDEX examples_label ON examples (label, id)",
+        """CREATE VIRTUAL TABLE examples_fts USING fts5 (
+            text, content='examples', content_rowid='id'
+        )""",
+        # Inserts are indexed in bulk by the store (faster than a trigger per row).
+        """CREATE TRIGGER examples_fts_delete AFTER DELETE ON examples BEGIN
+            INSERT INTO examples_fts (examples_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        END""",
+        """CREATE TRIGGER examples_fts_update AFTER UPDATE OF text ON examples BEGIN
+            INSERT INTO examples_fts (examples_fts, rowid, text) VALUES ('delete', old.id, old.text);
+            INSERT INTO examples_fts (rowid, text) VALUES (new.id, new.text);
+        END""",
+        """CREATE TABLE proposals (
+            id INTEGER PRIMARY KEY,
+            example_id INTEGER NOT NULL REFERENCES examples (id),
+            model TEXT NOT NULL,
+            prompt_version TEXT NOT NULL DEFAULT 'v1',
+            action TEXT,
+            valid INTEGER NOT NULL DEFAULT 1 CHECK (valid IN (0, 1)),
+            confidence REAL,
+            raw TEXT,
+            tokens INTEGER NOT NULL DEFAULT 0,
+            tokens_in INTEGER NOT NULL DEFAULT 0,
+            tokens_out INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0,
+            latency_ms REAL,
+            created_at TEXT NOT NULL,
+            UNIQUE (example_id, model, prompt_version)
+        )""",
+        "CREATE INDEX proposals_model ON proposals (model, example_id)",
+        "CREATE INDEX proposals_action ON proposals (action, example_id)",
+        # Append-only: the store never updates or deletes a decision.
+        """CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY,
+            example_id INTEGER NOT NULL REFERENCES examples (id),
+            kind TEXT NOT NULL
+                CHECK (kind IN ('accept', 'override', 'skip', 'flag', 'undo', 'import')),
+            action TEXT,
+            model TEXT,
+            undoes INTEGER REFERENCES decisions (id),
+            at TEXT NOT NULL
+        )""",
+        "CREATE INDEX decisions_example ON decisions (example_id, id)",
+        """CREATE TRIGGER decisions_append_only_update BEFORE UPDATE ON decisions BEGIN
+            SELECT RAISE(ABORT, 'decisions are append-only');
+        END""",
+        """CREATE TRIGGER decisions_append_only_delete BEFORE DELETE ON decisions BEGIN
+            SELECT RAISE(ABORT, 'decisions are append-only');
+        END""",
+        """CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            status TEXT NOT NULL,
+            model TEXT,
+            remote_id TEXT,
+            params TEXT NOT NULL DEFAULT '{}',
+            result TEXT NOT NULL DEFAULT '{}',
+            error TEXT,
+            progress_done INTEGER NOT NULL DEFAULT 0,
+            progress_total INTEGER,
+            cost REAL NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            finished_at TEXT
+        )""",
+        "CREATE INDEX jobs_status ON jobs (status)",
+        """CREATE TABLE job_events (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs (id),
+            remote_id TEXT,
+            at TEXT NOT NULL,
+            level TEXT NOT NULL DEFAULT 'info',
+            type TEXT NOT NULL DEFAULT 'message',
+            message TEXT NOT NULL DEFAULT '',
+            data TEXT NOT NULL DEFAULT '{}',
+            UNIQUE (job_id, remote_id)
+        )""",
+        "CREATE INDEX job_events_job ON job_events (job_id, id)",
+        """CREATE TABLE evaluations (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER REFERENCES jobs (id),
+            model TEXT NOT NULL,
+            split TEXT,
+            source TEXT,
+            n INTEGER NOT NULL,
+            correct INTEGER NOT NULL,
+            accuracy REAL NOT NULL,
+            ci_low REAL NOT NULL,
+            ci_high REAL NOT NULL,
+            macro_f1 REAL,
+            invalid_rate REAL NOT NULL DEFAULT 0,
+            latency_p50_ms REAL,
+            latency_p95_ms REAL,
+            cost_per_1k REAL,
+            details TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX evaluations_model ON evaluations (model, id)",
+    ],
+]
+
+LATEST = len(MIGRATIONS)
