@@ -80,6 +80,13 @@ _STOPWORDS = frozenset(
     "me my no not of on or our please so than that the their them then there these they this to too "
     "was we were what when where which who why will with would you your yours i'm im want need "
     "just get got some any about also very".split()
+) | frozenset(  # prompt boilerplate of "generate questions" requests
+    "write generate create produce give list return output make question questions query queries "
+    "customer customers user users people person someone might may ask asks asking asked say says "
+    "example examples sample samples different diverse distinct realistic plausible varied various "
+    "five ten few several many each one two three four json object array string strings format "
+    "following like such short long sentence sentences message messages intent intents label "
+    "labels action actions category categories only exactly should must".split()
 )
 
 
@@ -255,6 +262,7 @@ def _action_schema(body: dict) -> tuple[bool, list[str]]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: avoid 40ms delayed-ACK stalls
     server_version = "FakeOpenAI/1.0"
     sys_version = ""
 

@@ -201,6 +201,20 @@ class JobEvent(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class TrainedModel(BaseModel):
+    """A router that training produced: a local artifact, or a remote fine-tuned model id."""
+
+    id: str  # what `routelab route --model ID` takes (for OpenAI: the fine-tuned model name)
+    provider: str  # local | openai
+    kind: Literal["teacher", "finetune"] = "finetune"
+    base: str | None = None
+    job_id: int | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    artifact: bytes | None = None  # local models: the serialized classifier
+    created_at: str = Field(default_factory=now_iso)
+
+
 class Evaluation(BaseModel):
     id: int | None = None
     job_id: int | None = None

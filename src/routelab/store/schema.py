@@ -142,4 +142,33 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 
+MIGRATIONS.append(
+    # 2: trained models (local artifacts live in the workspace) and uploaded files
+    [
+        """CREATE TABLE models (
+            id TEXT PRIMARY KEY,
+            provider TEXT NOT NULL,
+            kind TEXT NOT NULL DEFAULT 'finetune',
+            base TEXT,
+            job_id INTEGER REFERENCES jobs (id),
+            params TEXT NOT NULL DEFAULT '{}',
+            metrics TEXT NOT NULL DEFAULT '{}',
+            artifact BLOB,
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE uploads (
+            id INTEGER PRIMARY KEY,
+            provider TEXT NOT NULL,
+            base_url TEXT NOT NULL DEFAULT '',
+            sha256 TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            remote_id TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (provider, base_url, sha256, purpose)
+        )""",
+    ]
+)
+
 LATEST = len(MIGRATIONS)

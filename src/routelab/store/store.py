@@ -35,6 +35,7 @@ from routelab.domain import (
     Proposal,
     RoutelabError,
     Status,
+    TrainedModel,
     now_iso,
 )
 from routelab.store.schema import LATEST, MIGRATIONS
@@ -434,7 +435,7 @@ class Store:
             args += ids
         return {r["example_id"]: _proposal(r) for r in self._rows(sql, args)}
 
-    def models(self) -> list[str]:
+    def proposal_models(self) -> list[str]:
         """Every model that has proposed something, most used first."""
         return [r[0] for r in self.conn.execute("SELECT model FROM proposals GROUP BY model ORDER BY COUNT(*) DESC")]
 
@@ -629,6 +630,51 @@ class Store:
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
         return [Evaluation(**{**r, "details": json.loads(r["details"])}) for r in self._rows(sql, args)]
+
+
+    # ---------------------------------------------------------------- trained models and uploads
+
+    def save_model(self, model: TrainedModel) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO models (id, provider, kind, base, job_id, params, metrics, artifact, created_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (model.id, model.provider, model.kind, model.base, model.job_id, json.dumps(model.params),
+                 json.dumps(model.metrics), model.artifact, model.created_at),
+            )
+
+    def trained_model(self, model_id: str, *, with_artifact: bool = True) -> TrainedModel | None:
+        cols = "*" if with_artifact else "id, provider, kind, base, job_id, params, metrics, created_at"
+        rows = self._rows(f"SELECT {cols} FROM models WHERE id = ?", (model_id,))
+        return _trained_model(rows[0]) if rows else None
+
+    def trained_models(self, *, provider: str | None = None) -> list[TrainedModel]:
+        sql = "SELECT id, provider, kind, base, job_id, params, metrics, created_at FROM models"
+        args: list[Any] = []
+        if provider:
+            sql += " WHERE provider = ?"
+            args.append(provider)
+        return [_trained_model(r) for r in self._rows(sql + " ORDER BY created_at", args)]
+
+    def find_upload(self, provider: str, base_url: str, sha256: str, purpose: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT remote_id FROM uploads WHERE provider = ? AND base_url = ? AND sha256 = ? AND purpose = ?",
+            (provider, base_url, sha256, purpose),
+        ).fetchone()
+        return row[0] if row else None
+
+    def record_upload(self, provider: str, base_url: str, sha256: str, purpose: str, remote_id: str,
+                      filename: str, size: int) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO uploads (provider, base_url, sha256, purpose, remote_id, filename, bytes, "
+                "created_at) VALUES (?,?,?,?,?,?,?,?)",
+                (provider, base_url, sha256, purpose, remote_id, filename, size, now_iso()),
+            )
+
+
+def _trained_model(r: dict[str, Any]) -> TrainedModel:
+    return TrainedModel(**{**r, "params": json.loads(r["params"]), "metrics": json.loads(r["metrics"])})
 
 
 def _conversation_json(conv: list[Message] | None) -> str | None:
