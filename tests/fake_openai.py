@@ -278,6 +278,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # default 5 drops SYNs under concurrent clients (1s retransmit stalls)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # client went away etc.; never spam the test output

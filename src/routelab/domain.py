@@ -10,6 +10,7 @@ import json
 import re
 import unicodedata
 from datetime import datetime, timezone
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -94,20 +95,39 @@ class Action(BaseModel):
 
 def normalize_text(text: str) -> str:
     """Whitespace-collapsed, NFC text: the form we store, hash and show."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    return " ".join(text.split())
 
 
 def content_hash(text: str, conversation: list[Message] | None = None) -> str:
-    """Identity of an example: same question with the same history is the same example."""
-    payload: Any = normalize_text(text)
-    if conversation:
-        payload = [[m.role, normalize_text(m.content)] for m in conversation] + [payload]
+    """Identity of an example: same question with the same history is the same example.
+
+    `text` must already be normalized (NewExample does it).
+    """
+    if not conversation:
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+    payload = [[m.role, normalize_text(m.content)] for m in conversation] + [text]
     raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha1(raw.encode("utf-8")).hexdigest()
 
 
-class NewExample(BaseModel):
-    """An example as read from a file, before it has an id."""
+def check_text(text: str) -> str:
+    """Normalized question text, or ValueError saying what is wrong with it."""
+    text = normalize_text(text)
+    if not text:
+        raise ValueError("empty text")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ValueError(f"text longer than {MAX_TEXT_CHARS} characters")
+    return text
+
+
+@dataclass(slots=True)
+class NewExample:
+    """An example as read from a file, before it has an id. Checked and normalized on creation.
+
+    A plain dataclass, not a pydantic model: imports build a million of these.
+    """
 
     text: str
     conversation: list[Message] | None = None  # earlier turns; `text` is the last user message
@@ -115,15 +135,14 @@ class NewExample(BaseModel):
     split: Split = "unassigned"
     label: str | None = None  # a human label from the file
 
-    @field_validator("text")
-    @classmethod
-    def _text(cls, v: str) -> str:
-        v = normalize_text(v)
-        if not v:
-            raise ValueError("empty text")
-        if len(v) > MAX_TEXT_CHARS:
-            raise ValueError(f"text longer than {MAX_TEXT_CHARS} characters")
-        return v
+    def __post_init__(self) -> None:
+        self.text = check_text(self.text)
+        if self.conversation:
+            self.conversation = [m if isinstance(m, Message) else Message.model_validate(m) for m in self.conversation]
+        else:
+            self.conversation = None
+        if self.split not in SPLITS:
+            raise ValueError(f"unknown split {self.split!r}")
 
     @property
     def hash(self) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from routelab.domain import RoutelabError
 
 # Command modules, in the order their commands appear in --help.
-COMMAND_MODULES = ["workspace"]
+COMMAND_MODULES = ["workspace", "label", "review", "finetune", "evaluate"]
 
 
 class Parser(argparse.ArgumentParser):

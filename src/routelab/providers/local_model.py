@@ -26,9 +26,17 @@ _lock = threading.Lock()
 def _wordllama():
     # WordLlama.load() looks for its tokenizer under a folder that does not exist and
     # then tries to download it; pointing cache_dir at the package loads it offline.
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     import wordllama
     from wordllama import WordLlama
 
+    # wordllama calls logging.basicConfig(level=INFO) on import, which would print every
+    # HTTP request (httpx) to stderr, over the CLI's output and the TUI: undo it.
+    root.handlers[:] = handlers
+    root.setLevel(level)
     return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True, dim=EMBED_DIM)
 
 

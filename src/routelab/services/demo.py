@@ -16,10 +16,15 @@ def demo_data_dir() -> Path:
 
 
 def create_demo_workspace(path: Path) -> Store:
-    """Create the demo workspace at `path` (actions + questions) and return it open."""
+    """Create the demo workspace at `path` (actions + questions + local proposals) and return it open."""
     data = demo_data_dir()
     store = Store.open(path)
     store.upsert_actions(read_actions(data / "actions.json"))
     import_file(store, data / "questions.jsonl")
     store.set_setting("name", "HR demo")
+    # offline teacher proposals, so the review pane has something to accept from the first minute
+    from routelab.providers.local import LocalTeacher
+    from routelab.services.labeling import label
+
+    label(store, LocalTeacher.from_store(store))
     return store

@@ -127,8 +127,8 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
             return
         except csv.Error as e:
             raise FileError(path, f"line {reader.line_num}", f"bad CSV ({e})") from None
-        if not row or all(not c.strip() for c in row):
-            continue
+        if not row or (not row[0].strip() and not any(c.strip() for c in row)):
+            continue  # a blank line
         where = f"line {reader.line_num}"
         if len(row) <= text_col:
             raise FileError(path, where, f'field "{header[text_col]}": missing')
@@ -252,11 +252,11 @@ def _example(path: Path, where: str, r: dict[str, Any], source: str | None, spli
             source=source or r.get("source") or "user",
             split=row_split,
         )
-    except ValidationError as e:
+    except ValidationError as e:  # a malformed conversation message
         err = e.errors()[0]
-        field = {"text": text_field, "label": label_field}.get(str(err["loc"][0]), ".".join(map(str, err["loc"])))
-        msg = err["msg"].removeprefix("Value error, ")
-        raise FileError(path, where, f'field "{field}": {msg}') from None
+        raise FileError(path, where, f'field "conversation": {".".join(map(str, err["loc"]))}: {err["msg"]}') from None
+    except ValueError as e:
+        raise FileError(path, where, f'field "{text_field}": {e}') from None
 
 
 def import_file(

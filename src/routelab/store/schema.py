@@ -31,12 +31,14 @@ MIGRATIONS: list[list[str]] = [
             source TEXT NOT NULL,
             split TEXT NOT NULL DEFAULT 'unassigned'
                 CHECK (split IN ('train', 'validation', 'test', 'unassigned')),
-            hash TEXT NOT NULL UNIQUE,
+            hash TEXT NOT NULL,
             created_at TEXT NOT NULL,
             label TEXT,
             status TEXT NOT NULL DEFAULT 'unreviewed'
                 CHECK (status IN ('unreviewed', 'reviewed', 'skipped', 'flagged'))
         )""",
+        # A named index (not a column UNIQUE) so a bulk import can rebuild it by sorting.
+        "CREATE UNIQUE INDEX examples_hash ON examples (hash)",
         "CREATE INDEX examples_status ON examples (status, id)",
         "CREATE INDEX examples_source ON examples (source, id)",
         "CREATE INDEX examples_split ON examples (split, id)",

@@ -1,13 +1,22 @@
-"""The routelab app: one workspace, four panes (Review, Jobs, Evaluate, Playground)."""
+"""The routelab app: one workspace, four panes (Review, Jobs, Evaluate, Playground).
+
+The shell owns the header (workspace, teacher, review progress), the footer, the F-keys,
+the command palette commands and the `?` help overlay. Each pane is `XPane(db_path)`
+and owns its own keys and stylesheet (styles/<pane>.tcss, loaded here).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
 
+from routelab.tui.components.header import StatusHeader
+from routelab.tui.components.help import HelpScreen
 from routelab.tui.panes.evaluate import EvaluatePane
 from routelab.tui.panes.jobs import JobsPane
 from routelab.tui.panes.playground import PlaygroundPane
@@ -16,14 +25,40 @@ from routelab.tui.panes.review import ReviewPane
 STYLES = Path(__file__).resolve().parent.parent / "styles"
 
 
+def _stylesheets() -> list[Path]:
+    """app.tcss first, then every pane's stylesheet (review.tcss, jobs.tcss, ...)."""
+    rest = sorted(p for p in STYLES.glob("*.tcss") if p.name != "app.tcss")
+    return [STYLES / "app.tcss", *rest]
+
+
+APP_KEYS: list[tuple[str, str]] = [
+    ("F1 … F4", "Review · Jobs · Evaluate · Playground"),
+    ("?", "this help"),
+    ("Ctrl+P", "command palette (every command by name)"),
+    ("Ctrl+Q", "quit (every decision is already saved)"),
+]
+
+
+def _teacher_label(db_path: Path) -> str:
+    """`openai gpt-4.1` when a key is configured, else `local` (no network)."""
+    try:
+        from routelab.config import settings
+
+        s = settings()
+        return f"openai {s.teacher}" if s.has_openai else "local"
+    except Exception:
+        return "local"
+
+
 class RoutelabApp(App):
-    CSS_PATH = [STYLES / "app.tcss"]
+    CSS_PATH = _stylesheets()
     TITLE = "routelab"
     BINDINGS = [
-        Binding("f1", "show_tab('review')", "Review"),
-        Binding("f2", "show_tab('jobs')", "Jobs"),
-        Binding("f3", "show_tab('evaluate')", "Evaluate"),
-        Binding("f4", "show_tab('playground')", "Playground"),
+        Binding("f1", "show_tab('review')", "Review", show=False),
+        Binding("f2", "show_tab('jobs')", "Jobs", show=False),
+        Binding("f3", "show_tab('evaluate')", "Evaluate", show=False),
+        Binding("f4", "show_tab('playground')", "Playground", show=False),
+        Binding("question_mark", "help", "Help"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -33,17 +68,54 @@ class RoutelabApp(App):
         self.sub_title = self.db_path.name
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield StatusHeader(self.db_path.name, _teacher_label(self.db_path), id="status-header")
         with TabbedContent(initial="review"):
-            with TabPane("Review", id="review"):
+            with TabPane("Review F1", id="review"):
                 yield ReviewPane(self.db_path)
-            with TabPane("Jobs", id="jobs"):
+            with TabPane("Jobs F2", id="jobs"):
                 yield JobsPane(self.db_path)
-            with TabPane("Evaluate", id="evaluate"):
+            with TabPane("Evaluate F3", id="evaluate"):
                 yield EvaluatePane(self.db_path)
-            with TabPane("Playground", id="playground"):
+            with TabPane("Playground F4", id="playground"):
                 yield PlaygroundPane(self.db_path)
         yield Footer()
 
+    def on_mount(self) -> None:
+        self.query_one(ReviewPane).focus()
+
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+        if tab == "review":
+            self.query_one(ReviewPane).focus()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "review":
+            self.query_one(ReviewPane).focus()
+
+    def on_review_pane_progress(self, event: ReviewPane.Progress) -> None:
+        self.query_one(StatusHeader).set_progress(event.reviewed, event.total, event.pace)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen([*ReviewPane.help_sections(), ("App", APP_KEYS)]))
+
+    def _review(self, action: str):
+        def run() -> None:
+            self.action_show_tab("review")
+            getattr(self.query_one(ReviewPane), f"action_{action}")()
+
+        return run
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Review", "Go to the Review pane (F1)", lambda: self.action_show_tab("review"))
+        yield SystemCommand("Jobs", "Go to the Jobs pane (F2)", lambda: self.action_show_tab("jobs"))
+        yield SystemCommand("Evaluate", "Go to the Evaluate pane (F3)", lambda: self.action_show_tab("evaluate"))
+        yield SystemCommand("Playground", "Go to the Playground pane (F4)", lambda: self.action_show_tab("playground"))
+        yield SystemCommand("Review: search", "Full-text search the questions (/)", self._review("search"))
+        yield SystemCommand("Review: filter", "Unreviewed, reviewed, skipped, flagged, disagreement, ... (v)", self._review("filter"))
+        yield SystemCommand("Review: bulk accept", "Accept one model's proposals at or above a confidence (A)", self._review("bulk"))
+        yield SystemCommand("Review: undo", "Undo the last decision (u)", self._review("undo"))
+        yield SystemCommand("Review: reload", "Re-read the workspace (r)", self._review("reload"))
+        yield SystemCommand("Keys", "Every key binding (?)", self.action_help)

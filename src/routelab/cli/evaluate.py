@@ -1,0 +1,177 @@
+"""Evaluation commands: `eval` (the teacher-vs-student table) and `route` (try one question)."""
+
+from __future__ import annotations
+
+import sys
+
+from routelab.cli.output import add_json_flag, emit_json, table
+from routelab.domain import BadInput, RoutelabError
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser(
+        "eval", parents=[common],
+        help="evaluate routers on the human-labelled questions of a split (accuracy with 95%% intervals, "
+             "improvement over the base, macro-F1, latency, cost)",
+    )
+    p.add_argument("--models", metavar="A,B", help="comma-separated model ids (default: every model that can run here)")
+    p.add_argument("--split", default="test", help="split to evaluate on (default: test)")
+    p.add_argument("--base", metavar="MODEL", help="model the others are compared with (default: the first one)")
+    p.add_argument("--show", action="store_true", help="show the stored results again, without running anything")
+    p.add_argument("--details", action="store_true", help="also print per-action precision/recall and confusions")
+    p.add_argument("--yes", action="store_true", help="do not ask before spending above the spend limit")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("route", parents=[common],
+                       help="route one question with every model side by side (earlier turns: 'a | b | question')")
+    p.add_argument("text", help="the question; earlier turns of a conversation go before it, separated by ' | '")
+    p.add_argument("--model", metavar="M", help="model id, or several comma-separated (default: every model that can run here)")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_route)
+
+
+# ---------------------------------------------------------------------------- eval
+
+
+def cmd_eval(ctx) -> int:
+    from routelab.services import evaluation as ev
+
+    a = ctx.args
+    if not ctx.db_existed:
+        raise BadInput(f"{ctx.db_path}: no such workspace")
+    store = ctx.store()
+    if a.show:
+        rows = ev.latest(store, a.split)
+        if a.models:
+            wanted = ev.parse_models(a.models) or []
+            rows = [r for r in rows if r.model in wanted]
+        if not rows:
+            raise BadInput(f"no stored evaluation on the {a.split} split yet: run `routelab eval --split {a.split}`")
+        if a.json:
+            emit_json({"split": a.split, "n": max(r.n for r in rows), "base": rows[0].details.get("base"),
+                       "job_id": None, "models": [ev.to_json(r) for r in rows], "errors": {}})
+        else:
+            _print_table(rows, a.split, job_id=None, details=a.details)
+        return 0
+
+    models = ev.parse_models(a.models)
+    progress = _progress_printer() if (sys.stderr.isatty() and not a.json) else None
+    run = ev.evaluate(store, models, split=a.split, base=a.base, progress=progress, confirm=_confirm(a.yes))
+    if progress:
+        sys.stderr.write("\r\033[K")
+    if a.json:
+        emit_json({"split": run.split, "n": run.n, "base": run.base, "job_id": run.job_id,
+                   "models": [ev.to_json(r) for r in run.evaluations], "errors": run.errors})
+    elif run.evaluations:
+        _print_table(run.evaluations, run.split, job_id=run.job_id, details=a.details)
+    for model, reason in run.errors.items():
+        sys.stderr.write(f"routelab: error: {model}: {' '.join(reason.split())}\n")
+    return 1 if run.errors else 0
+
+
+def _confirm(yes: bool):
+    """Spending above the limit: --yes says yes; a terminal is asked; a script is refused."""
+    if yes:
+        return lambda estimate: True
+    if not sys.stdin.isatty():
+        return None
+
+    def ask(estimate) -> bool:
+        sys.stderr.write(f"\r\033[K{estimate.line()}\nspend it? [y/N] ")
+        sys.stderr.flush()
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+    return ask
+
+
+def _progress_printer():
+    def show(p) -> None:
+        total = p.total or 0
+        pct = f"{100 * p.done / total:3.0f}%" if total else ""
+        eta = f" · ETA {p.eta:.0f}s" if p.eta else ""
+        sys.stderr.write(f"\r\033[Kevaluating {p.done}/{total} {pct}{eta} · {p.message}")
+        sys.stderr.flush()
+
+    return show
+
+
+def _print_table(rows, split: str, *, job_id: int | None, details: bool) -> None:
+    from routelab.services.evaluation import HEADLINE_COLUMNS, headline_row
+
+    n = max(r.n for r in rows)
+    base = rows[0].details.get("base")
+    when = rows[0].created_at[:16].replace("T", " ")
+    head = f"eval on the {split} split: {n} questions with a human label · base {base}"
+    head += f" · job {job_id}" if job_id else f" · stored {when} UTC"
+    print(head)
+    table([[headline_row(r)[k] for k, _ in HEADLINE_COLUMNS] for r in rows], [h for _, h in HEADLINE_COLUMNS])
+    print("accuracy: 95% Wilson interval · vs base: accuracy difference on the same questions, 95% interval")
+    for r in rows:
+        missing = r.details.get("missing", 0)
+        if missing:
+            print(f"{r.model}: {missing} questions without a prediction (failed calls) are left out")
+    for r in rows:
+        confusions = r.details.get("confusions", [])
+        if confusions and not details:
+            top = ", ".join(f"{c['gold']} → {c['pred']} {c['count']}" for c in confusions[:3])
+            print(f"{r.model}: largest confusions (label → predicted): {top}")
+    if details:
+        for r in rows:
+            _print_details(r)
+
+
+def _print_details(r) -> None:
+    print()
+    print(f"{r.model} · per action (n={r.n})")
+    per = r.details.get("per_action", {})
+    table([(a, f"{m['precision']:.2f}", f"{m['recall']:.2f}", f"{m['f1']:.2f}", m["support"]) for a, m in per.items()],
+          ["action", "precision", "recall", "F1", "n"])
+    confusions = r.details.get("confusions", [])
+    if confusions:
+        print(f"{r.model} · largest confusions")
+        table([(c["gold"], c["pred"], c["count"]) for c in confusions[:15]], ["label", "predicted", "count"])
+
+
+# ---------------------------------------------------------------------------- route
+
+
+def cmd_route(ctx) -> int:
+    from routelab.services.evaluation import parse_models
+    from routelab.services.playground import Playground, parse_question
+
+    a = ctx.args
+    parse_question(a.text)  # bad input is refused before anything is opened
+    if not ctx.db_existed:
+        raise BadInput(f"{ctx.db_path}: no such workspace")
+    pg = Playground(ctx.store())
+    models = parse_models(a.model) or pg.models()
+    pg.warm(models)  # load first, so the latency shown is the routing, not the loading
+    attempt = pg.route(a.text, models)
+    codes = {act.name: act.code for act in ctx.store().actions(active_only=False)}
+    if a.json:
+        out = attempt.as_dict()
+        for r in out["routes"]:
+            r["code"] = codes.get(r["action"]) if r["action"] else None
+        emit_json(out)
+    else:
+        rows = []
+        for r in attempt.results:
+            if r.error:
+                rows.append((r.model, "error (see below)", "", "", "", ""))
+                continue
+            action = r.action if r.valid else "(invalid)"
+            code = codes.get(r.action) if r.action else None
+            rows.append((
+                r.model, action, "" if code is None else code,
+                "" if r.confidence is None else f"{r.confidence:.2f}",
+                "" if r.latency_ms is None else f"{r.latency_ms:.1f} ms",
+                f"${r.cost:.6f}" if r.cost else "$0",
+            ))
+        table(rows, ["model", "action", "code", "confidence", "latency", "cost"])
+    failed = [r for r in attempt.results if r.error]
+    for r in failed:
+        sys.stderr.write(f"routelab: error: {r.model}: {' '.join(r.error.split())}\n")
+    if failed and len(failed) == len(attempt.results):
+        raise RoutelabError("no model could route the question")
+    return 1 if failed else 0

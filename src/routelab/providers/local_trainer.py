@@ -1,0 +1,234 @@
+"""The embedded trainer: a real training run of the local router on an export, as a job.
+
+It reads the same train.jsonl / validation.jsonl an OpenAI fine-tune would get, and goes
+through the same lifecycle: validating -> running (one metrics event per step) ->
+succeeded with a model id, the model stored in the workspace (plain arrays, no pickle).
+
+Each step trains on a growing stratified share of the training set (1/N, 2/N, ... all of
+it), so the metrics are a learning curve: train loss, validation loss and accuracy as the
+data grows, which answers "would more labels help?". The last step is the model.
+
+Runs in the calling thread (the CLI runs it to completion; the TUI in a worker thread).
+It checks the job's status in the store between steps, so `routelab jobs cancel` (from any
+process) stops it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import socket
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from routelab.domain import BadInput, Example, Job, JobEvent, JobStatus, Message, RoutelabError, TrainedModel
+from routelab.store import Store
+
+DEFAULT_STEPS = 5
+_running: set[int] = set()  # local jobs being trained by this process
+_running_lock = threading.Lock()
+
+
+class Cancelled(RoutelabError):
+    exit_code = 1
+
+
+def is_running_here(job_id: int) -> bool:
+    with _running_lock:
+        return job_id in _running
+
+
+def owner() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def owner_alive(params: dict[str, Any]) -> bool:
+    """Is the process that runs this local job still alive? (Unknown hosts: assume yes.)"""
+    pid, host = params.get("pid"), params.get("host")
+    if pid is None:
+        return False
+    if host and host != socket.gethostname():
+        return True
+    if pid == os.getpid():
+        return True  # this process: the caller checks is_running_here
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def read_chat_jsonl(path: Path) -> tuple[list[Example], list[str]]:
+    """Examples (history + last user message) and labels (the assistant's action) of an export file."""
+    examples: list[Example] = []
+    labels: list[str] = []
+    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            messages = json.loads(line)["messages"]
+            answer = messages[-1]
+            if answer["role"] != "assistant":
+                raise ValueError("the last message is not the assistant's")
+            action = json.loads(answer["content"])["action"]
+            turns = [m for m in messages[:-1] if m["role"] != "system"]
+            if not turns or turns[-1]["role"] != "user":
+                raise ValueError("no user message before the answer")
+            history = [Message(role=m["role"], content=m["content"]) for m in turns[:-1]]
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            raise BadInput(f"{Path(path).name} line {i}: not a routing example ({e})") from None
+        examples.append(Example(id=i, text=turns[-1]["content"], conversation=history or None, source="export",
+                                split="train", hash="", created_at=""))
+        labels.append(str(action))
+    return examples, labels
+
+
+def _log_loss(proba: np.ndarray, classes: list[str], labels: list[str]) -> float:
+    index = {c: i for i, c in enumerate(classes)}
+    p = np.array([proba[r, index[y]] if y in index else 0.0 for r, y in enumerate(labels)])
+    return float(-np.mean(np.log(np.clip(p, 1e-12, 1.0))))
+
+
+def _accuracy(proba: np.ndarray, classes: list[str], labels: list[str]) -> float:
+    pred = [classes[i] for i in proba.argmax(axis=1)]
+    return float(np.mean([p == y for p, y in zip(pred, labels)]))
+
+
+def _step_indices(labels: list[str], steps: int, seed: int) -> list[list[int]]:
+    """Growing stratified subsets: step k holds about k/steps of every class (at least one each)."""
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for i, y in enumerate(labels):
+        by_class[y].append(i)
+    rng = random.Random(seed)
+    for c in sorted(by_class):
+        rng.shuffle(by_class[c])
+    out = []
+    for k in range(1, steps + 1):
+        idx: list[int] = []
+        for c in sorted(by_class):
+            members = by_class[c]
+            idx += members[: max(1, round(len(members) * k / steps))]
+        out.append(sorted(idx))
+    return out
+
+
+class LocalTrainingRun:
+    """One training run of job `job_id`, writing its lifecycle into `store`."""
+
+    def __init__(self, store: Store, job_id: int, *, steps: int = DEFAULT_STEPS, seed: int = 0,
+                 on_event: Callable[[JobEvent], None] | None = None):
+        self.store = store
+        self.on_event = on_event
+        self._seen = 0
+        self.job_id = job_id
+        self.steps = max(1, steps)
+        self.seed = seed
+        self._n = 0
+
+    def event(self, message: str, *, level: str = "info", type_: str = "message", data: dict | None = None) -> None:
+        self._n += 1
+        self.store.add_job_events([JobEvent(job_id=self.job_id, remote_id=f"local-{self._n}", level=level,
+                                            type=type_, message=message, data=data or {})])
+        if self.on_event is not None:  # hand every stored event (ours and others') to the caller, once
+            for ev in self.store.job_events(self.job_id, after=self._seen):
+                self._seen = ev.id or self._seen
+                self.on_event(ev)
+
+    def _check_cancel(self) -> None:
+        job = self.store.job(self.job_id)
+        if job is not None and job.status == JobStatus.CANCELLED:
+            raise Cancelled("cancelled")
+
+    def run(self, train_path: Path, validation_path: Path | None) -> TrainedModel:
+        with _running_lock:
+            _running.add(self.job_id)
+        try:
+            return self._run(Path(train_path), Path(validation_path) if validation_path else None)
+        except Cancelled:
+            self.event("Training cancelled; no model was saved", level="warn")
+            raise
+        finally:
+            with _running_lock:
+                _running.discard(self.job_id)
+
+    def _run(self, train_path: Path, validation_path: Path | None) -> TrainedModel:
+        from routelab.providers.local_model import LinearRouter, embed_examples
+
+        started = time.perf_counter()
+        store, job_id = self.store, self.job_id
+        store.update_job(job_id, status=JobStatus.VALIDATING, progress_done=0, progress_total=self.steps)
+        self.event(f"Created local training job {job_id}")
+        self.event(f"Validating training file {train_path.name}"
+                   + (f" and validation file {validation_path.name}" if validation_path else ""))
+        train_x, train_y = read_chat_jsonl(train_path)
+        val_x, val_y = read_chat_jsonl(validation_path) if validation_path else ([], [])
+        classes = sorted(set(train_y))
+        if len(train_x) < 2 or len(classes) < 2:
+            raise BadInput(f"{train_path.name}: a router needs examples of at least two actions")
+        self.event(f"Files validated: {len(train_x)} training and {len(val_x)} validation examples, "
+                   f"{len(classes)} actions")
+        self._check_cancel()
+
+        store.update_job(job_id, status=JobStatus.RUNNING)
+        self.event("Embedding examples (WordLlama, offline)")
+        vectors = embed_examples(train_x)
+        val_vectors = embed_examples(val_x) if val_x else None
+        self.event(f"Training started: {self.steps} steps on a growing share of the training set")
+        subsets = _step_indices(train_y, self.steps, self.seed)
+        router = None
+        metrics: dict[str, Any] = {}
+        for step, idx in enumerate(subsets, start=1):
+            self._check_cancel()
+            ys = [train_y[i] for i in idx]
+            router = LinearRouter.fit(vectors[idx], ys)
+            proba = router.predict_proba(vectors[idx])
+            metrics = {
+                "step": step, "total_steps": self.steps, "train_examples": len(idx),
+                "train_loss": round(_log_loss(proba, router.classes, ys), 4),
+                "train_accuracy": round(_accuracy(proba, router.classes, ys), 4),
+            }
+            if val_vectors is not None:
+                vp = router.predict_proba(val_vectors)
+                metrics["valid_loss"] = round(_log_loss(vp, router.classes, val_y), 4)
+                metrics["valid_accuracy"] = round(_accuracy(vp, router.classes, val_y), 4)
+            self.event(f"Step {step}/{self.steps} metrics", type_="metrics", data=metrics)
+            text = f"Step {step}/{self.steps}: {len(idx)} examples, training loss={metrics['train_loss']:.4f}"
+            if "valid_loss" in metrics:
+                text += f", validation loss={metrics['valid_loss']:.4f}, accuracy={metrics['valid_accuracy']:.3f}"
+            self.event(text)
+            store.update_job(job_id, progress_done=step)
+        self._check_cancel()
+        assert router is not None
+        artifact = router.to_bytes()
+        model_id = f"local-ft-{job_id}-{hashlib.sha256(artifact).hexdigest()[:8]}"
+        seconds = round(time.perf_counter() - started, 3)
+        final = {**metrics, "train_examples": len(train_x), "valid_examples": len(val_x), "seconds": seconds,
+                 "classes": len(router.classes)}
+        job = store.job(job_id)
+        model = TrainedModel(id=model_id, provider="local", kind="finetune", base="wordllama-256+logreg",
+                             job_id=job_id, params={"steps": self.steps, "seed": self.seed,
+                                                    "export": (job.params.get("export_dir") if job else None)},
+                             metrics=final, artifact=artifact)
+        store.save_model(model)
+        self.event(f"New model created: {model_id}")
+        store.update_job(job_id, status=JobStatus.SUCCEEDED, result={"fine_tuned_model": model_id, "metrics": final},
+                         progress_done=self.steps)
+        self.event("The job has successfully completed")
+        return model
+
+
+def mark_interrupted(store: Store, job: Job) -> Job:
+    """A local job whose process is gone: say so instead of claiming it still runs."""
+    msg = "interrupted: the process running this local training exited; start it again"
+    store.add_job_events([JobEvent(job_id=job.id, level="error", message=msg)])
+    return store.update_job(job.id, status=JobStatus.FAILED, error=msg)

@@ -1,0 +1,164 @@
+"""Following jobs: poll until a terminal state, store each event once, resume after a restart.
+
+Everything a job does is in the store (status, progress, result, events), so any view can
+follow any job. `JobService.poll(job)` makes one round trip to whoever runs it (the OpenAI
+API for remote fine-tunes; for local jobs it only notices a run whose process is gone), and
+`follow` repeats that until the job ends, handing each new stored event to a callback.
+A new JobService over the same workspace picks up where the last one stopped: events
+already stored are recognised by their remote id and never stored twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from routelab.domain import BadInput, Job, JobEvent, JobStatus, RoutelabError
+from routelab.store import Store
+
+POLL_SECONDS = 5.0  # remote fine-tunes change slowly; the UI polls its own store faster
+
+
+@dataclass
+class JobView:
+    """A job with what a view needs to show it: derived timings and the last metrics."""
+
+    job: Job
+    elapsed: float | None
+    eta: float | None  # seconds to the estimated finish, when known
+    last_metrics: dict[str, Any]
+    model_id: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.job.model_dump(exclude={"params"}),
+                "params": {k: v for k, v in self.job.params.items() if k != "system_prompt"},
+                "elapsed_seconds": self.elapsed, "eta_seconds": self.eta, "last_metrics": self.last_metrics,
+                "fine_tuned_model": self.model_id}
+
+
+def _parse(ts: str | None) -> float | None:
+    if not ts:
+        return None
+    try:
+        return datetime.fromisoformat(ts).timestamp()
+    except ValueError:
+        return None
+
+
+def describe(job: Job, events: list[JobEvent] | None = None, now: float | None = None) -> JobView:
+    now = time.time() if now is None else now
+    start, end = _parse(job.created_at), _parse(job.finished_at)
+    elapsed = None if start is None else max(0.0, (end or now) - start)
+    eta = None
+    if not job.status.terminal:
+        finish = job.result.get("estimated_finish")
+        if isinstance(finish, (int, float)):
+            eta = max(0.0, finish - now)
+        elif elapsed and job.progress_total and job.progress_done:
+            eta = elapsed / job.progress_done * (job.progress_total - job.progress_done)
+    metrics = [e.data for e in (events or []) if e.type == "metrics"]
+    return JobView(job, elapsed, eta, metrics[-1] if metrics else {}, job.result.get("fine_tuned_model"))
+
+
+def metrics_series(events: list[JobEvent]) -> dict[str, list[tuple[int, float]]]:
+    """Per metric name, (step, value) points in step order: what the loss chart draws."""
+    out: dict[str, dict[int, float]] = {}
+    for e in events:
+        if e.type != "metrics" or "step" not in e.data:
+            continue
+        for key in ("train_loss", "valid_loss", "valid_accuracy", "train_accuracy", "valid_mean_token_accuracy"):
+            value = e.data.get(key)
+            if isinstance(value, (int, float)):
+                out.setdefault(key, {})[int(e.data["step"])] = float(value)
+    return {k: sorted(v.items()) for k, v in out.items()}
+
+
+class JobService:
+    def __init__(self, store: Store, settings=None, *, trainers: dict[str, Any] | None = None):
+        if settings is None:
+            from routelab.config import settings as load
+
+            settings = load()
+        self.store = store
+        self.settings = settings
+        self._trainers: dict[str, Any] = dict(trainers or {})
+
+    def trainer(self, provider: str):
+        if provider not in self._trainers:
+            from routelab.services.finetune import trainer_for
+
+            self._trainers[provider] = trainer_for(provider, self.settings)
+        return self._trainers[provider]
+
+    def get(self, job_id: int | str) -> Job:
+        job = None
+        if isinstance(job_id, int) or str(job_id).isdigit():
+            job = self.store.job(int(job_id))
+        if job is None:  # a remote id (ftjob-...) works too
+            for j in self.store.jobs(limit=100_000):
+                if j.remote_id == str(job_id):
+                    job = j
+                    break
+        if job is None:
+            raise BadInput(f"no job {job_id} in this workspace (see `routelab jobs list`)")
+        return job
+
+    def poll(self, job: Job) -> Job:
+        """One update of a job from whoever runs it. Jobs this module knows nothing about are returned as they are."""
+        if job.status.terminal:
+            return job
+        if job.kind == "finetune":
+            from routelab.services.finetune import providers
+
+            if job.provider in providers():
+                return self.trainer(job.provider).poll(self.store, job)
+        return job
+
+    def cancel(self, job_id: int | str) -> Job:
+        job = self.get(job_id)
+        if job.status.terminal:
+            raise BadInput(f"job {job.id} has already {job.status.value}")
+        if job.kind == "finetune":
+            return self.trainer(job.provider).cancel(self.store, job)
+        # label/eval/... jobs check their own status between steps
+        self.store.add_job_events([JobEvent(job_id=job.id, level="warn", message="Cancellation requested")])
+        return self.store.update_job(job.id, status=JobStatus.CANCELLED)
+
+    def active(self) -> list[Job]:
+        return self.store.jobs(active_only=True)
+
+    def resume(self) -> list[Job]:
+        """On start-up: poll every job that is not finished (remote ones catch up, orphans are marked)."""
+        out = []
+        for job in self.active():
+            try:
+                out.append(self.poll(job))
+            except RoutelabError:
+                out.append(job)
+        return out
+
+    def follow(
+        self, job_id: int | str, *, on_event: Callable[[JobEvent], None] | None = None,
+        on_update: Callable[[Job], None] | None = None, interval: float = POLL_SECONDS,
+        should_stop: Callable[[], bool] = lambda: False, sleep: Callable[[float], None] = time.sleep,
+        after_event: int = 0,
+    ) -> Job:
+        """Poll until the job ends (or should_stop()); each new stored event goes to on_event once."""
+        job = self.get(job_id)
+        last = after_event
+        while True:
+            job = self.poll(job)
+            for ev in self.store.job_events(job.id, after=last):
+                last = ev.id or last
+                if on_event is not None:
+                    on_event(ev)
+            if on_update is not None:
+                on_update(job)
+            if job.status.terminal or should_stop():
+                return job
+            # local jobs run in another thread or process: look again soon
+            sleep(min(interval, 0.5) if job.provider == "local" else interval)
+            job = self.store.job(job.id) or job

@@ -1,0 +1,134 @@
+"""Reviewing proposals: which proposal to show, and bulk accept.
+
+Plain functions over a Store, used by the review pane, `routelab accept` and tests.
+Every accept is its own decision in the append-only log, so undo and history work
+for bulk accepts exactly as for single ones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from routelab.domain import BadInput, DecisionKind, Proposal, Status
+from routelab.store import ExampleFilter, Store
+
+BULK_CHUNK = 2_000  # decisions per transaction: a labeling run writing beside us never waits long
+
+
+def preferred_teacher(store: Store) -> str | None:
+    """The model whose proposal is shown first: the workspace's teacher setting, else the configured one."""
+    name = store.get_setting("teacher")
+    if name:
+        return name
+    try:
+        from routelab.config import settings
+
+        return settings().teacher
+    except Exception:  # a malformed environment must not stop review
+        return None
+
+
+def best_proposal(proposals: Sequence[Proposal], teacher: str | None = None) -> Proposal | None:
+    """The proposal Enter accepts: the teacher's if valid, else the most confident valid one."""
+    valid = [p for p in proposals if p.valid and p.action]
+    if not valid:
+        return None
+    if teacher:
+        mine = [p for p in valid if p.model == teacher]
+        if mine:
+            return mine[-1]
+    # most confident; among equals the newest
+    return max(enumerate(valid), key=lambda ip: (ip[1].confidence if ip[1].confidence is not None else -1.0, ip[0]))[1]
+
+
+def _bulk_where(flt: ExampleFilter, model: str, min_confidence: float | None) -> tuple[str, list]:
+    # Bulk accept never overrides a human: only questions still unreviewed are touched.
+    flt = replace(flt, status=Status.UNREVIEWED)
+    where, args = flt.where()
+    sql = (
+        f"FROM examples e JOIN proposals p ON p.example_id = e.id WHERE {where} "
+        "AND p.model = ? AND p.valid = 1 AND p.action IN (SELECT name FROM actions WHERE active = 1)"
+    )
+    args = [*args, model]
+    if min_confidence is not None:
+        sql += " AND p.confidence >= ?"
+        args.append(min_confidence)
+    return sql, args
+
+
+def count_bulk(store: Store, flt: ExampleFilter, model: str, min_confidence: float | None = None) -> int:
+    """How many unreviewed questions of the filter a bulk accept would label."""
+    sql, args = _bulk_where(flt, model, min_confidence)
+    return store.conn.execute(f"SELECT COUNT(DISTINCT e.id) {sql}", args).fetchone()[0]
+
+
+@dataclass
+class BulkResult:
+    accepted: int
+    decisions: list[tuple[int, int]]  # (decision id, example id), oldest first
+
+
+def bulk_accept(
+    store: Store, flt: ExampleFilter, model: str, min_confidence: float | None = None, *,
+    progress: Callable[[int], None] | None = None, cancelled: Callable[[], bool] | None = None,
+) -> BulkResult:
+    """Accept `model`'s proposal for every unreviewed question of the filter at or above a confidence.
+
+    Works in chunks (each its own transaction), so it can be interrupted and resumed: a
+    question accepted by an earlier chunk is no longer unreviewed and is not touched twice.
+    """
+    if model not in store.proposal_models():
+        raise BadInput(f"no proposals from model {model!r} in this workspace")
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        raise BadInput("--min-confidence must be between 0 and 1")
+    sql, args = _bulk_where(flt, model, min_confidence)
+    done: list[tuple[int, int]] = []
+    after = 0
+    while True:
+        if cancelled and cancelled():
+            break
+        rows = store.conn.execute(
+            f"SELECT e.id, p.action {sql} AND e.id > ? GROUP BY e.id ORDER BY e.id LIMIT ?",
+            [*args, after, BULK_CHUNK],
+        ).fetchall()
+        if not rows:
+            break
+        decisions = store.decide_many([(eid, DecisionKind.ACCEPT, action, model) for eid, action in rows])
+        done += [(d.id, d.example_id) for d in decisions if d.id is not None]
+        after = rows[-1][0]
+        if progress:
+            progress(len(done))
+    return BulkResult(accepted=len(done), decisions=done)
+
+
+class SessionPace:
+    """Decisions per minute in this session, over a sliding window; the clock is injectable for tests."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, window: float = 300.0):
+        self.clock = clock
+        self.window = window
+        self.total = 0
+        self._times: deque[float] = deque()
+        self._first: float | None = None
+
+    def record(self, n: int = 1) -> None:
+        now = self.clock()
+        if self._first is None:
+            self._first = now
+        self.total += n
+        self._times.extend([now] * min(n, 10_000))
+
+    def undo(self) -> None:
+        self.total = max(0, self.total - 1)
+
+    def per_minute(self) -> float | None:
+        if self._first is None:
+            return None
+        now = self.clock()
+        while self._times and self._times[0] < now - self.window:
+            self._times.popleft()
+        span = max(15.0, min(self.window, now - self._first))
+        return len(self._times) * 60.0 / span

@@ -1,0 +1,111 @@
+"""The detail pane's content: one question (or conversation), its proposals, label and history.
+
+Pure rendering from domain objects to a Rich renderable; every untrusted string goes
+through `printable` and into `Text`, never into markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Group
+from rich.text import Text
+
+from routelab.domain import Action, Decision, Example, Proposal, Status, printable
+
+KIND_STYLE = {"accept": "green", "override": "cyan", "skip": "yellow", "flag": "red", "undo": "magenta", "import": "blue"}
+STATUS_STYLE = {Status.UNREVIEWED: "dim", Status.REVIEWED: "green", Status.SKIPPED: "yellow", Status.FLAGGED: "red"}
+
+
+def _clean(s: str | None) -> str:
+    return printable(s or "")
+
+
+def _cell(s: str, width: int) -> str:
+    s = _clean(s)
+    return s[: width - 1] + "…" if len(s) > width else s.ljust(width)
+
+
+def render_detail(
+    ex: Example | None, proposals: Sequence[Proposal], history: Sequence[Decision],
+    best: Proposal | None, *, empty_hint: str = "",
+) -> Group:
+    if ex is None:
+        return Group(Text(empty_hint or "Nothing to review in this filter.", style="dim"))
+    parts: list[Text] = []
+    head = Text()
+    head.append(f"#{ex.id}", style="bold")
+    head.append(f" · {_clean(ex.source)} · {ex.split} · ")
+    head.append(str(ex.status), style=STATUS_STYLE.get(ex.status, ""))
+    parts.append(head)
+    parts.append(Text())
+    for m in ex.messages():
+        line = Text()
+        line.append(f"{m.role}: ", style="bold" if m.role == "user" else "dim bold")
+        line.append(_clean(m.content).replace("\t", " "), style="" if m.role == "user" else "dim")
+        parts.append(line)
+    parts.append(Text())
+
+    valid_actions = {p.action for p in proposals if p.valid and p.action}
+    if proposals:
+        for p in proposals:
+            line = Text(no_wrap=True, overflow="ellipsis")
+            chosen = best is not None and p.id == best.id
+            line.append("⏎ " if chosen else "  ", style="bold green")
+            line.append(_cell(p.model, 22) + " ", style="bold" if chosen else "")
+            if p.valid and p.action:
+                line.append(_cell(p.action, 28) + " ")
+                line.append(f"{p.confidence:.2f}" if p.confidence is not None else "  — ")
+                if best is not None and p.action != best.action:
+                    line.append("  ≠ disagrees", style="yellow")
+            else:
+                line.append("✗ invalid", style="red")
+                if p.raw:
+                    line.append("  " + _clean(p.raw).replace("\n", " ")[:60], style="dim")
+            parts.append(line)
+        if best is not None:
+            t = Text("Enter accepts ", style="dim")
+            t.append(_clean(best.model), style="dim bold")
+            t.append("'s ", style="dim")
+            t.append(_clean(best.action), style="bold")
+            if len(valid_actions) > 1:
+                t.append(f"  ({len(valid_actions)} models disagree)", style="yellow")
+            parts.append(t)
+    else:
+        parts.append(Text("no proposals yet (routelab label)", style="dim"))
+
+    label = Text("label   ", style="bold")
+    label.append(_clean(ex.label) if ex.label else "—", style="green" if ex.label else "dim")
+    parts.append(Text())
+    parts.append(label)
+
+    if history:
+        parts.append(Text("history", style="bold"))
+        for d in list(history)[-8:]:
+            line = Text("  ")
+            line.append(d.at[11:19] if len(d.at) >= 19 else d.at, style="dim")
+            line.append(f"  {d.kind}", style=KIND_STYLE.get(str(d.kind), ""))
+            if d.action:
+                line.append(f" {_clean(d.action)}")
+            if d.model:
+                line.append(f" ({_clean(d.model)})", style="dim")
+            if d.undoes:
+                line.append(f" #{d.undoes}", style="dim")
+            parts.append(line)
+        if len(history) > 8:
+            parts.append(Text(f"  … {len(history) - 8} earlier", style="dim"))
+    return Group(*parts)
+
+
+def render_catalog(actions: Sequence[Action], width: int = 200) -> Text:
+    """`1 get_policy  2 book_holiday …` and, past nine actions, the picker hint."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    for n, a in enumerate(actions[:9], start=1):
+        t.append(f"{n}", style="bold reverse")
+        t.append(f" {_clean(a.name)}  ")
+    if len(actions) > 9:
+        t.append("o", style="bold reverse")
+        t.append(f" pick from all {len(actions)}")
+    elif not actions:
+        t.append("no actions yet: routelab actions add NAME", style="dim")
+    return t

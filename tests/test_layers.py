@@ -1,0 +1,68 @@
+"""Import hygiene: layers import downwards only, and only tui/ imports textual."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import routelab
+
+SRC = Path(routelab.__file__).parent
+# a module may import from its own layer and the ones listed (lower) only
+ALLOWED = {
+    "domain": set(),
+    "config": {"domain"},
+    "pricing": {"domain", "config"},
+    "store": {"domain", "config"},
+    "providers": {"domain", "config", "pricing", "store", "providers"},
+    "services": {"domain", "config", "pricing", "store", "providers", "services"},
+    "cli": {"domain", "config", "pricing", "store", "providers", "services", "cli", "tui"},
+    "tui": {"domain", "config", "pricing", "store", "providers", "services", "tui"},
+}
+
+
+def layer_of(path: Path) -> str:
+    rel = path.relative_to(SRC)
+    return rel.parts[0].removesuffix(".py")
+
+
+def imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return names
+
+
+def modules():
+    return [p for p in SRC.rglob("*.py") if "__pycache__" not in p.parts and p.name != "__main__.py"
+            and p.relative_to(SRC).parts[0] != "__init__.py"]
+
+
+def test_only_tui_imports_textual():
+    offenders = [str(p.relative_to(SRC)) for p in modules() if layer_of(p) != "tui"
+                 and any(n == "textual" or n.startswith("textual.") for n in imports(p))]
+    assert offenders == []
+
+
+def test_layers_import_downwards_only():
+    offenders = []
+    for p in modules():
+        layer = layer_of(p)
+        if layer not in ALLOWED:
+            offenders.append(f"{p.relative_to(SRC)}: unknown layer {layer!r}")
+            continue
+        for name in imports(p):
+            if name.startswith("routelab."):
+                target = name.split(".")[1]
+                if target != layer and target not in ALLOWED[layer]:
+                    offenders.append(f"{p.relative_to(SRC)} imports {name}")
+    assert offenders == []
+
+
+def test_cli_library_only_in_cli():
+    offenders = [str(p.relative_to(SRC)) for p in modules() if layer_of(p) != "cli" and "argparse" in imports(p)]
+    assert offenders == []
