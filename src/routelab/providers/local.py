@@ -7,10 +7,13 @@ workspace has enough reviewed labels, then a logistic regression trained on them
 When to switch: a linear classifier fitted on a handful of labels is worse than
 zero-shot similarity, and cannot propose an action it has never seen. Measured on the
 HR demo's test split (4 actions, 5 random draws each): zero-shot 0.68; trained on 8
-labels 0.60, 20 labels 0.67, 40 labels 0.74, 80 labels 0.78, all 191 labels 0.83. So we
-train once there are at least MIN_LABELS_PER_ACTION reviewed labels per active action
-on average and MIN_LABELS in total; and every action's own description is added as
-one extra training example, so an action nobody has labelled yet can still be proposed.
+labels 0.60, 20 labels 0.67, 40 labels 0.74, 80 labels 0.78, all 191 labels 0.83: the
+classifier wins from about 5 labels per action. So we train once there are MIN_LABELS
+reviewed labels in total and the catalog is covered: counting at most
+MIN_LABELS_PER_ACTION labels per action, at least COVERAGE of the 5-per-action quota
+is filled (20 labels of one action do not make a 4-action router). Every action's own
+description is added as one extra training example, so an action with few or no
+labels can still be proposed.
 Examples in the `test` split are never trained on: they are the held-out check.
 
 `LocalModelRouter` routes with a trained local model (the artifact of a local
@@ -20,6 +23,7 @@ fine-tune, `LinearRouter.to_bytes()`).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 
 from routelab.domain import Action, Example, Status
@@ -27,6 +31,7 @@ from routelab.providers.base import Route, Router
 
 MIN_LABELS_PER_ACTION = 5
 MIN_LABELS = 20
+COVERAGE = 0.8
 PROMPT_VERSION = "v1"
 
 
@@ -61,7 +66,10 @@ class LocalTeacher(Router):
         self.actions = list(actions)
         names = {a.name for a in self.actions}
         self.training = [e for e in labelled if e.label in names and e.split != "test"]
-        self.trained = len(self.training) >= max(MIN_LABELS, MIN_LABELS_PER_ACTION * len(self.actions))
+        per_action = Counter(e.label for e in self.training)
+        covered = sum(min(per_action[n], MIN_LABELS_PER_ACTION) for n in names)
+        self.trained = (len(self.training) >= MIN_LABELS
+                        and covered >= COVERAGE * MIN_LABELS_PER_ACTION * len(self.actions))
         self._model = None
 
     @classmethod

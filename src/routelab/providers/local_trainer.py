@@ -4,9 +4,10 @@ It reads the same train.jsonl / validation.jsonl an OpenAI fine-tune would get, 
 through the same lifecycle: validating -> running (one metrics event per step) ->
 succeeded with a model id, the model stored in the workspace (plain arrays, no pickle).
 
-Each step trains on a growing stratified share of the training set (1/N, 2/N, ... all of
-it), so the metrics are a learning curve: train loss, validation loss and accuracy as the
-data grows, which answers "would more labels help?". The last step is the model.
+Training is the logistic regression of the embedded router (LinearRouter.fit), run in N
+warm-started chunks of iterations: after each step the run reports train loss, validation
+loss and accuracy, like the steps of a remote fine-tune, at the cost of one fit. The last
+step is the model.
 
 Runs in the calling thread (the CLI runs it to completion; the TUI in a worker thread).
 It checks the job's status in the store between steps, so `routelab jobs cancel` (from any
@@ -18,11 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import socket
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,22 +103,28 @@ def _accuracy(proba: np.ndarray, classes: list[str], labels: list[str]) -> float
     return float(np.mean([p == y for p, y in zip(pred, labels)]))
 
 
-def _step_indices(labels: list[str], steps: int, seed: int) -> list[list[int]]:
-    """Growing stratified subsets: step k holds about k/steps of every class (at least one each)."""
-    by_class: dict[str, list[int]] = defaultdict(list)
-    for i, y in enumerate(labels):
-        by_class[y].append(i)
-    rng = random.Random(seed)
-    for c in sorted(by_class):
-        rng.shuffle(by_class[c])
-    out = []
-    for k in range(1, steps + 1):
-        idx: list[int] = []
-        for c in sorted(by_class):
-            members = by_class[c]
-            idx += members[: max(1, round(len(members) * k / steps))]
-        out.append(sorted(idx))
-    return out
+def fit_in_steps(vectors: np.ndarray, labels: list[str], steps: int, *, c: float = 10.0, max_iter: int = 300):
+    """The same logistic regression LinearRouter.fit trains, in `steps` warm-started chunks of
+    iterations: yields a LinearRouter after each chunk, so a run can report metrics as it goes
+    and costs what one fit costs."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    from routelab.providers.local_model import LinearRouter
+
+    chunk = max(1, max_iter // steps)
+    model = LogisticRegression(C=c, max_iter=chunk, warm_start=True)
+    for _ in range(steps):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # stopping early is the point of a step
+            model.fit(vectors, labels)
+        coef, intercept = model.coef_, model.intercept_
+        if len(model.classes_) == 2:  # sklearn keeps one row for two classes
+            coef = np.vstack([-coef[0] / 2, coef[0] / 2])
+            intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+        yield LinearRouter([str(c_) for c_ in model.classes_], coef, intercept), int(model.n_iter_[0])
 
 
 class LocalTrainingRun:
@@ -183,30 +188,29 @@ class LocalTrainingRun:
         self.event("Embedding examples (WordLlama, offline)")
         vectors = embed_examples(train_x)
         val_vectors = embed_examples(val_x) if val_x else None
-        self.event(f"Training started: {self.steps} steps on a growing share of the training set")
-        subsets = _step_indices(train_y, self.steps, self.seed)
+        self.event(f"Training started: logistic regression on {len(train_x)} examples, {self.steps} steps")
         router = None
         metrics: dict[str, Any] = {}
-        for step, idx in enumerate(subsets, start=1):
-            self._check_cancel()
-            ys = [train_y[i] for i in idx]
-            router = LinearRouter.fit(vectors[idx], ys)
-            proba = router.predict_proba(vectors[idx])
+        iterations = 0
+        for step, (router, n_iter) in enumerate(fit_in_steps(vectors, train_y, self.steps), start=1):
+            iterations += n_iter
+            proba = router.predict_proba(vectors)
             metrics = {
-                "step": step, "total_steps": self.steps, "train_examples": len(idx),
-                "train_loss": round(_log_loss(proba, router.classes, ys), 4),
-                "train_accuracy": round(_accuracy(proba, router.classes, ys), 4),
+                "step": step, "total_steps": self.steps, "iterations": iterations,
+                "train_loss": round(_log_loss(proba, router.classes, train_y), 4),
+                "train_accuracy": round(_accuracy(proba, router.classes, train_y), 4),
             }
             if val_vectors is not None:
                 vp = router.predict_proba(val_vectors)
                 metrics["valid_loss"] = round(_log_loss(vp, router.classes, val_y), 4)
                 metrics["valid_accuracy"] = round(_accuracy(vp, router.classes, val_y), 4)
             self.event(f"Step {step}/{self.steps} metrics", type_="metrics", data=metrics)
-            text = f"Step {step}/{self.steps}: {len(idx)} examples, training loss={metrics['train_loss']:.4f}"
+            text = f"Step {step}/{self.steps}: training loss={metrics['train_loss']:.4f}"
             if "valid_loss" in metrics:
                 text += f", validation loss={metrics['valid_loss']:.4f}, accuracy={metrics['valid_accuracy']:.3f}"
             self.event(text)
             store.update_job(job_id, progress_done=step)
+            self._check_cancel()
         self._check_cancel()
         assert router is not None
         artifact = router.to_bytes()

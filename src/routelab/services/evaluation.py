@@ -427,6 +427,9 @@ def evaluate(
                     "accuracy": {ev.model: ev.accuracy for ev in scored}},
             error="; ".join(f"{m}: {r}" for m, r in run.errors.items()) or None,
         )
+    except KeyboardInterrupt:
+        store.update_job(job.id, status=JobStatus.CANCELLED, error="interrupted; the predictions made so far are saved")
+        raise
     except BaseException as e:
         store.update_job(job.id, status=JobStatus.FAILED, error=f"{type(e).__name__}: {e}"[:500])
         raise

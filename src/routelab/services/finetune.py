@@ -155,7 +155,7 @@ class OpenAITrainer(Trainer):
         check_jsonl_file(w.train_path, plan.report["token_limit"])
         if w.validation_path:
             check_jsonl_file(w.validation_path, plan.report["token_limit"])
-        store.update_job(job.id, status=JobStatus.VALIDATING)
+        # status stays queued until the remote job exists (poll() leaves such a job alone while its process lives)
         train_id = self._upload(store, job, w.train_path)
         val_id = self._upload(store, job, w.validation_path) if w.validation_path else None
         o = plan.options
@@ -167,8 +167,13 @@ class OpenAITrainer(Trainer):
         return self._apply(store, store.job(job.id), remote, [])
 
     def poll(self, store: Store, job: Job) -> Job:
-        if not job.remote_id:  # died before the remote job existed
-            msg = job.error or "the job was never created at the provider"
+        if not job.remote_id:
+            from routelab.providers.local_trainer import owner_alive
+
+            if job.status == JobStatus.QUEUED and owner_alive(job.params):
+                return job  # being submitted right now (uploads, job creation)
+            msg = job.error or "interrupted before the job was created at the provider; start it again"
+            store.add_job_events([JobEvent(job_id=job.id, level="error", message=msg)])
             return store.update_job(job.id, status=JobStatus.FAILED, error=msg)
         remote = self.api.retrieve_job(job.remote_id)
         known = {e.remote_id for e in store.job_events(job.id) if e.remote_id}

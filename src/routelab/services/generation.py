@@ -11,6 +11,7 @@ OpenAI-compatible endpoint, and says so instead of faking it.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from routelab.store import Store
 
 PER_REQUEST = 20  # questions asked for in one request
 MAX_ROUNDS = 3
+OVERASK = 0.2  # ask for 20% more than needed: generated questions repeat each other and the workspace
 NEEDS_OPENAI = ("generate needs an OpenAI-compatible endpoint: set OPENAI_API_KEY (and OPENAI_BASE_URL for a "
                 "self-hosted server); the local provider has no generative model")
 
@@ -57,6 +59,7 @@ class GenerateResult:
 
 
 def _chunks(n: int) -> list[int]:
+    """Questions per request for n questions (PER_REQUEST at most each)."""
     return [min(PER_REQUEST, n - i) for i in range(0, n, PER_REQUEST)]
 
 
@@ -65,10 +68,10 @@ def estimate_generate_cost(router: Router, actions: Sequence[Action], catalog: S
     from routelab.providers.openai_provider import QUESTION_TOKENS, generate_messages
 
     rng = random.Random(0)
-    requests = len(_chunks(per_action)) * len(actions)
-    tokens_in = sum(count_tokens(generate_messages(a, catalog, k, (), rng)) for a in actions
-                    for k in _chunks(per_action))
-    tokens_out = per_action * len(actions) * QUESTION_TOKENS
+    first_round = _chunks(per_action + math.ceil(per_action * OVERASK))
+    requests = len(first_round) * len(actions)
+    tokens_in = sum(count_tokens(generate_messages(a, catalog, k, (), rng)) for a in actions for k in first_round)
+    tokens_out = sum(first_round) * len(actions) * QUESTION_TOKENS
     return Estimate(requests, router.model, tokens_in, tokens_out,
                     pricing.chat_cost(router.model, tokens_in, tokens_out), pricing.known(router.model))
 
@@ -172,29 +175,30 @@ async def _generate(store: Store, api, targets: Sequence[Action], catalog: Seque
             need = per_action - added
             if need <= 0:
                 break
-            answers = await asyncio.gather(*(ask(action, k, list(seen)) for k in _chunks(need)))
+            ask_for = need + math.ceil(need * OVERASK)  # some come back as duplicates
+            answers = await asyncio.gather(*(ask(action, k, list(seen)) for k in _chunks(ask_for)))
             candidates: list[NewExample] = []
-            hashes: set[str] = set()
             for g in answers:
                 for q in (g.questions if g else []):
                     try:
-                        ex = NewExample(text=q, source="synthetic")
+                        candidates.append(NewExample(text=q, source="synthetic"))
                     except ValidationError:
                         continue
-                    if ex.hash not in hashes:
-                        hashes.add(ex.hash)
-                        candidates.append(ex)
-                    seen.append(ex.text)
-            if not candidates:
-                if all(g is None for g in answers):
-                    break  # the endpoint is failing for this action; do not hammer it
-                continue
-            imported = store.add_examples(candidates[:need])
-            added += imported.added
-            result.added += imported.added
-            result.duplicates += imported.duplicates + max(0, len(candidates) - need)
-            tracker.done = result.added
-            tracker.report(action.name)
+                    seen.append(candidates[-1].text)
+            existing = store.existing_hashes(c.hash for c in candidates)
+            fresh: dict[str, NewExample] = {}
+            for c in candidates:
+                if c.hash not in existing:
+                    fresh.setdefault(c.hash, c)
+            result.duplicates += len(candidates) - len(fresh)
+            if fresh:
+                imported = store.add_examples(list(fresh.values())[:need])
+                added += imported.added
+                result.added += imported.added
+                tracker.done = result.added
+                tracker.report(action.name)
+            elif all(g is None for g in answers):
+                break  # the endpoint is failing for this action; do not hammer it
         result.by_action[action.name] = added
 
     try:

@@ -233,6 +233,7 @@ def label(
         estimate = estimate_label_cost(store, router, actions, total, flt=flt)
         check_spend(estimate, spend_limit, confirm)
         hard_limit = max(spend_limit, estimate.cost) * OVERSPEND
+        router.api.load()  # type: ignore[attr-defined]
     close_orphaned_jobs(store, "label")
     job = store.create_job(Job(
         kind="label", provider=router.provider, model=router.model, status=JobStatus.RUNNING,
@@ -535,8 +536,6 @@ def _poll_and_collect(run: _Run, api, poll_interval: float, wait: bool) -> None:
 
 def _collect(run: _Run, api, client, batch) -> int:
     """Download the output (and error) files, join on custom_id, store the proposals once."""
-    from openai.types.chat import ChatCompletion
-
     from routelab.providers.openai_provider import route_from_completion
 
     store, router = run.store, run.router
@@ -557,8 +556,7 @@ def _collect(run: _Run, api, client, batch) -> int:
             if example_id is None or response.get("status_code") != 200:
                 run.fail(f"{obj.get('custom_id')}: {json.dumps(response.get('body') or obj.get('error'))[:200]}")
                 continue
-            route = route_from_completion(ChatCompletion.model_validate(response["body"]), names, router.model,
-                                          batch=True)
+            route = route_from_completion(response.get("body") or {}, names, router.model, batch=True)
             proposals.append(route.proposal(example_id, router.model, run.pv))
             run.count(route)
     if batch.error_file_id:

@@ -176,12 +176,20 @@ class Playground:
             )
 
         models = list(dict.fromkeys(models))
-        if len(models) == 1:
-            results = [one(models[0])]
-        else:
-            with ThreadPoolExecutor(max_workers=min(8, len(models))) as pool:
-                results = list(pool.map(one, models))
-        return Try(text=text, conversation=conversation, results=results)
+        # local routers share one embedding model (behind a lock): run them one after the other so
+        # each latency is its own; remote ones wait on the network, so they go in parallel
+        remote = [m for m in models if self._is_remote(m)]
+        by_model: dict[str, RouteResult] = {m: one(m) for m in models if m not in remote}
+        if remote:
+            with ThreadPoolExecutor(max_workers=min(8, len(remote))) as pool:
+                by_model.update(zip(remote, pool.map(one, remote)))
+        return Try(text=text, conversation=conversation, results=[by_model[m] for m in models])
+
+    def _is_remote(self, model: str) -> bool:
+        try:
+            return getattr(self.router(model), "provider", "local") != "local"
+        except Exception:  # reported by the route itself
+            return False
 
     def save(self, attempt: Try) -> int:
         """Save the question into the workspace (source playground) with its routes as proposals."""

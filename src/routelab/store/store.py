@@ -364,6 +364,16 @@ class Store:
         row = self.conn.execute("SELECT id FROM examples WHERE hash = ?", (content_hash,)).fetchone()
         return row[0] if row else None
 
+    def existing_hashes(self, hashes: Iterable[str]) -> set[str]:
+        """Which of these content hashes are already in the workspace (dedupe before asking for more)."""
+        hashes = list(dict.fromkeys(hashes))
+        found: set[str] = set()
+        for i in range(0, len(hashes), 500):
+            chunk = hashes[i:i + 500]
+            found.update(r[0] for r in self.conn.execute(
+                f"SELECT hash FROM examples WHERE hash IN ({','.join('?' * len(chunk))})", chunk))
+        return found
+
     def examples_by_ids(self, ids: list[int]) -> list[Example]:
         if not ids:
             return []

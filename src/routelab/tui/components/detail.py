@@ -109,3 +109,105 @@ def render_catalog(actions: Sequence[Action], width: int = 200) -> Text:
     elif not actions:
         t.append("no actions yet: routelab actions add NAME", style="dim")
     return t
+
+
+# ---------------------------------------------------------------- the widget
+
+from rich.console import RenderableType  # noqa: E402
+from rich.segment import Segment  # noqa: E402
+from rich.style import Style  # noqa: E402
+from textual.geometry import Region  # noqa: E402
+from textual.strip import Strip  # noqa: E402
+from textual.widget import Widget  # noqa: E402
+
+
+class DetailView(Widget):
+    """Shows a renderable, scrolled by its own offset (J/K, mouse wheel).
+
+    A Line-API widget of fixed size: showing the next question repaints it without a
+    layout pass of the whole screen (which a Static in a scroll container would need).
+    """
+
+    can_focus = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.renderable: RenderableType = Text("")
+        self.offset_y = 0
+        self._lines: list[Strip] | None = None
+        self._width = 0
+        self._base_style: Style | None = None
+        self._painted = False
+
+    def show(self, renderable: RenderableType) -> None:
+        """Show new content, repainting only the lines that differ (most of a detail is alike)."""
+        # diff against what is on screen: lines shown by an earlier show() not yet painted do not count
+        old = self._lines if (self.offset_y == 0 and self._painted) else None
+        self._painted = False
+        self.renderable = renderable
+        self.offset_y = 0
+        self._lines = None
+        height, width = self.size.height, self.outer_size.width
+        if old is None or height <= 0 or not self.is_mounted:
+            self.refresh()
+            return
+        new = self._render_all()
+        changed = [
+            y for y in range(min(height, max(len(old), len(new))))
+            if y == height - 1 or y >= len(old) or y >= len(new) or old[y]._segments != new[y]._segments
+        ]
+        if len(changed) > height // 2:
+            self.refresh()
+        else:
+            self.refresh(*[Region(0, y, width, 1) for y in changed])
+
+    def scroll_lines(self, delta: int) -> None:
+        lines = self._render_all()
+        room = max(0, len(lines) - self.size.height)
+        new = max(0, min(room, self.offset_y + delta))
+        if new != self.offset_y:
+            self.offset_y = new
+            self.refresh()
+
+    def on_mouse_scroll_down(self, event) -> None:
+        event.stop()
+        self.scroll_lines(3)
+
+    def on_mouse_scroll_up(self, event) -> None:
+        event.stop()
+        self.scroll_lines(-3)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._base_style = None
+        self._lines = None
+
+    def on_resize(self) -> None:
+        self._lines = None
+
+    def _render_all(self) -> list[Strip]:
+        width = self.size.width
+        if self._lines is None or width != self._width:
+            self._width = width
+            if width <= 0:
+                self._lines = []
+            else:
+                console = self.app.console
+                options = console.options.update_width(width)
+                self._lines = [Strip(line, width) for line in console.render_lines(self.renderable, options, pad=True)]
+        return self._lines
+
+    def render_line(self, y: int) -> Strip:
+        self._painted = True
+        base = self._base_style
+        if base is None:
+            base = self._base_style = self.rich_style
+        lines = self._render_all()
+        width = self.size.width
+        i = self.offset_y + y
+        if y == self.size.height - 1 and len(lines) - self.offset_y > self.size.height:
+            more = len(lines) - self.offset_y - self.size.height + 1
+            return Strip([Segment(f"… {more} more lines (J/K or wheel to scroll)", base + Style(dim=True, italic=True))]).crop_extend(0, width, base)
+        if i >= len(lines):
+            return Strip.blank(width, base)
+        return lines[i].apply_style(base).crop_extend(0, width, base)

@@ -202,6 +202,7 @@ class ExampleList(ScrollView, can_focus=True):
         self.cursor = 0
         self._line_cache: dict[tuple, Strip] = {}
         self._base_style: Style | None = None
+        self._size_timer = None
 
 
     # ------------------------------------------------------------ data
@@ -210,13 +211,28 @@ class ExampleList(ScrollView, can_focus=True):
         self.window = window
         self.sync()
 
-    def sync(self) -> None:
-        """Counts or rows changed: new virtual size, cursor clamped and visible, redraw."""
+    def sync(self, *, lazy: bool = False) -> None:
+        """Counts or rows changed: cursor clamped and visible, redraw.
+
+        A new virtual size means a layout pass of the whole screen, so after a decision
+        (`lazy`) a shrinking list updates its scrollbar a moment later, off the keypress path.
+        """
         count = self.window.count if self.window else 0
         self.cursor = max(0, min(self.cursor, count - 1))
-        self.virtual_size = Size(self.size.width or 1, count)
+        if count > self.virtual_size.height or (count != self.virtual_size.height and not lazy):
+            self._apply_virtual_size()
+        elif count != self.virtual_size.height:
+            if self._size_timer is not None:
+                self._size_timer.stop()
+            self._size_timer = self.set_timer(0.5, self._apply_virtual_size)
         self.scroll_to_cursor()
         self.refresh()
+
+    def _apply_virtual_size(self) -> None:
+        self._size_timer = None
+        count = self.window.count if self.window else 0
+        if count != self.virtual_size.height:
+            self.virtual_size = Size(self.size.width or 1, count)
 
     def current(self) -> Example | None:
         return self.window.get(self.cursor) if self.window else None

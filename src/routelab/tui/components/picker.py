@@ -109,8 +109,10 @@ class PickerScreen(ModalScreen[str | None]):
             if width:
                 t.append(item.hint.rjust(width) + "  ", style="dim")
             t.append(printable(item.label), style="bold" if item.value == self.current else "")
-            if item.description and item.description != item.label:
-                t.append("  " + printable(item.description)[:120], style="dim")
+            room = 72 - width - len(item.label)
+            if item.description and item.description != item.label and room > 12:
+                desc = " ".join(printable(item.description).split())
+                t.append("  " + (desc if len(desc) <= room else desc[: room - 1] + "…"), style="dim")
             options.append(Option(t))
         ol.add_options(options)
         if options:

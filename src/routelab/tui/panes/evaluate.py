@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
-from routelab.domain import Evaluation
+from routelab.domain import Evaluation, printable
 from routelab.tui.messages import ShowExamples
 from routelab.tui.safe import literal
 
@@ -37,7 +37,7 @@ class EvaluatePane(Vertical):
         Binding("r", "run_eval", "Run eval"),
     ]
 
-    def __init__(self, db_path, **kwargs):
+    def __init__(self, db_path, *, auto_run: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.db_path = Path(db_path)
         self.split = "test"
@@ -45,6 +45,9 @@ class EvaluatePane(Vertical):
         self.selected: str | None = None
         self.confusion_ids: list[tuple[str, list[int]]] = []
         self.running = False
+        self.auto_run = auto_run  # evaluate once by itself when nothing is stored and every model is local
+        self._auto_pending = False
+        self._loaded = False
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Loading evaluations…"), id="eval-status")
@@ -70,14 +73,18 @@ class EvaluatePane(Vertical):
         for key, header in HEADLINE_COLUMNS:
             if key in TABLE_COLUMNS:
                 t.add_column(header, key=key)
-        self.query_one("#eval-per-action", DataTable).add_columns("action", "precision", "recall", "F1", "n")
-        self.query_one("#eval-confusions", DataTable).add_columns("label", "predicted", "count")
+        self.query_one("#eval-per-action", DataTable).add_columns("F1", "prec.", "recall", "n", "action")
+        self.query_one("#eval-confusions", DataTable).add_columns("count", "label", "predicted")
         self.reload()
 
     def on_show(self) -> None:
         """Shown (its tab opened): keys go to the table unless something here has focus."""
         if not any(w.has_focus for w in self.query(DataTable)):
             self.query_one("#eval-table", DataTable).focus()
+        if self._auto_pending:
+            self._maybe_auto_run()
+        elif self.is_mounted and not self.running and self._loaded:
+            self.reload()  # an evaluation run elsewhere (the CLI) since last time shows up
 
     # ------------------------------------------------------------------ loading
 
@@ -86,6 +93,7 @@ class EvaluatePane(Vertical):
         from routelab.services.evaluation import check_split, latest
         from routelab.store import Store
 
+        auto = False
         with Store.open(self.db_path, create=False) as store:
             rows = latest(store)
             split = rows[0].split if rows else self.split
@@ -94,14 +102,32 @@ class EvaluatePane(Vertical):
                 try:
                     n = len(check_split(store, split or "test"))
                     hint = f"{n} questions in the {split} split have a human label · press r to evaluate every model"
+                    # nothing stored yet and every model is local (free, offline): show the table unasked
+                    from routelab.config import settings
+
+                    auto = self.auto_run and not settings().has_openai  # no key: only local models run
                 except Exception as e:  # BadInput: no test split, or no labels yet
                     hint = str(e)
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self._show, rows, split or "test", hint)
+            if auto:
+                self.app.call_from_thread(self._maybe_auto_run)
+
+    def _displayed(self) -> bool:
+        """On screen now (its tab is the active one)?"""
+        return all(getattr(node, "display", True) for node in self.ancestors_with_self)
+
+    def _maybe_auto_run(self) -> None:
+        """Evaluate unasked once, the first time the pane is seen with nothing stored (local models only)."""
+        self._auto_pending = True
+        if self._displayed() and self.auto_run and not self.running:
+            self.auto_run = self._auto_pending = False
+            self.action_run_eval()
 
     def _show(self, rows: list[Evaluation], split: str, hint: str | None) -> None:
         from routelab.services.evaluation import headline_row
 
+        self._loaded = True
         self.rows, self.split = rows, split
         t = self.query_one("#eval-table", DataTable)
         keep = self.selected
@@ -129,7 +155,7 @@ class EvaluatePane(Vertical):
         text.append(f"{self.split} split", style="bold")
         text.append(f" · {counts} · base {first.details.get('base')}")
         text.append(f" · {first.created_at[:16].replace('T', ' ')} UTC")
-        text.append(" · accuracy [95% Wilson interval] · r re-run", style="dim")
+        text.append(" · [95% Wilson CI] · r re-run", style="dim")
         if extra:
             text.append("  " + extra, style="bold yellow")
         self.query_one("#eval-status", Static).update(text)
@@ -154,15 +180,20 @@ class EvaluatePane(Vertical):
             matrix.update("")
             return
         f1 = f"{ev.macro_f1:.2f}" if ev.macro_f1 is not None else "—"
-        per.border_title = f"Per action · {_short(ev.model, 30)} · macro-F1 {f1} · invalid {ev.invalid_rate:.1%}"
-        items = sorted(ev.details.get("per_action", {}).items(), key=lambda kv: kv[1]["f1"])  # worst first
+        per.border_title = literal(f"{_short(ev.model, 24)} · macro-F1 {f1} · invalid {ev.invalid_rate:.1%} · worst first")
+        items = sorted(ev.details.get("per_action", {}).items(), key=lambda kv: kv[1]["f1"])
         for action, m in items:
-            per.add_row(literal(action), f"{m['precision']:.2f}", f"{m['recall']:.2f}", f"{m['f1']:.2f}",
-                        str(m["support"]))
+            per.add_row(f"{m['f1']:.2f}", f"{m['precision']:.2f}", f"{m['recall']:.2f}", str(m["support"]),
+                        literal(action))
         for i, c in enumerate(ev.details.get("confusions", [])):
-            conf.add_row(literal(c["gold"]), literal(c["pred"]), str(c["count"]), key=str(i))
+            conf.add_row(str(c["count"]), literal(_short(c["gold"], 24)), literal(_short(c["pred"], 24)), key=str(i))
             self.confusion_ids.append((f"{ev.model}: {c['gold']} → {c['pred']}", list(c["ids"])))
-        matrix.update(self._matrix(ev))
+        labels = ev.details.get("labels", [])
+        small = 0 < len(labels) <= MATRIX_MAX_ACTIONS
+        matrix.display = small
+        matrix.update(self._matrix(ev) if small else "")
+        conf.border_title = ("Largest confusions · ⏎ review them" if small or not labels else
+                             f"Largest confusions of {len(labels)} actions · ⏎ review them")
 
     @staticmethod
     def _matrix(ev: Evaluation):
@@ -170,9 +201,6 @@ class EvaluatePane(Vertical):
         confusion = ev.details.get("confusion", {})
         if not labels:
             return ""
-        if len(labels) > MATRIX_MAX_ACTIONS:
-            return Text(f"{len(labels)} actions: the largest confusions above say more than a "
-                        f"{len(labels)}×{len(labels)} matrix", style="dim")
         from routelab.services.evaluation import INVALID
 
         preds = list(labels) + ([INVALID] if any(INVALID in row for row in confusion.values()) else [])
@@ -187,7 +215,7 @@ class EvaluatePane(Vertical):
                 n = row.get(p, 0)
                 style = "green" if p == g and n else ("bold red" if n else "dim")
                 cells.append(Text(str(n) if n else "·", style=style))
-            table.add_row(Text(f"{i + 1} {g}"), *cells)
+            table.add_row(literal(f"{i + 1} {g}"), *cells)
         return table
 
     @on(DataTable.RowSelected, "#eval-confusions")
@@ -199,7 +227,7 @@ class EvaluatePane(Vertical):
         if 0 <= index < len(self.confusion_ids):
             title, ids = self.confusion_ids[index]
             self.post_message(ShowExamples(ids, title))
-            self.notify(f"{title}: {len(ids)} examples", title="Opening in Review")
+            self.notify(printable(f"{title}: {len(ids)} examples"), title="Opening in Review", markup=False)
 
     # ------------------------------------------------------------------ running
 

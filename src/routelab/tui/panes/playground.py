@@ -4,7 +4,7 @@ The pane paints at once; the model list and the routers load in a worker thread.
 Enter routes the question with every selected model side by side (action, confidence,
 latency, cost); each try goes into the history (select a row to see its routes again);
 ctrl+s saves the question (with its routes as proposals) into the workspace, source
-"playground", for review. Earlier turns of a conversation go before the question,
+"playground", for review; ctrl+r lists the models again (one trained meanwhile appears). Earlier turns of a conversation go before the question,
 separated by " | ".
 """
 
@@ -38,6 +38,7 @@ class PlaygroundPane(Vertical):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save for review", priority=True),
         Binding("ctrl+l", "focus_input", "Ask", show=False),
+        Binding("ctrl+r", "reload_models", "Reload models"),
     ]
 
     def __init__(self, db_path, **kwargs):
@@ -50,6 +51,7 @@ class PlaygroundPane(Vertical):
         self.current: int | None = None  # index into tries shown in the results table
         self._pending: list[str] = []  # select_model() calls before the models loaded
         self.ready = False
+        self._loading = False  # models load the first time the pane is shown: the app paints first
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="Ask something… (earlier turns first: 'I need a day off | Which day? | Friday')  "
@@ -70,7 +72,7 @@ class PlaygroundPane(Vertical):
     def on_mount(self) -> None:
         self.query_one("#pg-results", DataTable).add_columns("model", "action", "confidence", "latency", "cost", "")
         self.query_one("#pg-history", DataTable).add_columns("#", "saved", "question", "routes")
-        self.load_models()
+
 
     def on_unmount(self) -> None:
         if self.store is not None:
@@ -80,9 +82,12 @@ class PlaygroundPane(Vertical):
                 pass
 
     def on_show(self) -> None:
-        """Shown (its tab opened): the question box takes the keys."""
+        """Shown (its tab opened): the question box takes the keys; the models start loading."""
         if self.app.focused is None or self.app.focused not in self.query("*"):
             self.query_one("#pg-input", Input).focus()
+        if not self._loading:
+            self._loading = True
+            self.load_models()
 
     # ------------------------------------------------------------------ models
 
@@ -240,6 +245,14 @@ class PlaygroundPane(Vertical):
         history = self.query_one("#pg-history", DataTable)
         history.update_cell(str(index), history.ordered_columns[1].key, f"#{example_id}")
         self._status(f"saved as #{example_id} (source playground): it is in the Review pane", "green")
+
+    def action_reload_models(self) -> None:
+        """List the models again (a model trained meanwhile appears) and reload every router."""
+        if self.playground is not None:
+            self.playground.forget()
+        self.ready = False
+        self._status("loading models…", "dim")
+        self.load_models()
 
     def action_focus_input(self) -> None:
         self.query_one("#pg-input", Input).focus()

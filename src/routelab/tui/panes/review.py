@@ -17,7 +17,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Static
 from textual.worker import get_current_worker
@@ -26,7 +26,7 @@ from routelab.domain import SPLITS, DecisionKind, Example, Status, printable
 from routelab.services.review import SessionPace, best_proposal, bulk_accept, count_bulk, preferred_teacher
 from routelab.store import ExampleFilter, Store
 from routelab.tui.components.bulk import BulkAcceptScreen
-from routelab.tui.components.detail import render_catalog, render_detail
+from routelab.tui.components.detail import DetailView, render_catalog, render_detail
 from routelab.tui.components.example_list import ExampleList, RowWindow
 from routelab.tui.components.picker import PickerScreen, PickItem
 
@@ -44,6 +44,7 @@ REVIEW_KEYS: list[tuple[str, str]] = [
     ("u", "undo the last decision (repeatable; appends an undo, nothing is deleted)"),
     ("j / ↓   k / ↑", "next / previous question"),
     ("PgDn / PgUp", "a screen down / up"),
+    ("J / K", "scroll the question's detail (long questions, conversations)"),
     ("g / Home   G / End", "first / last question"),
     ("/", "full-text search (Enter applies, Esc closes; Esc again clears)"),
     ("v", "filter: unreviewed, reviewed, skipped, flagged, disagreement, low confidence, source, action, split, model"),
@@ -72,6 +73,8 @@ class ReviewPane(Vertical, can_focus=True):
         Binding("A", "bulk", "Bulk accept"),
         Binding("escape", "escape", show=False),
         Binding("r", "reload", "Reload", show=False),
+        Binding("J", "detail(3)", show=False),
+        Binding("K", "detail(-3)", show=False),
     ]
 
     class Progress(Message):
@@ -87,6 +90,7 @@ class ReviewPane(Vertical, can_focus=True):
         def __init__(self, example_id: int | None) -> None:
             super().__init__()
             self.example_id = example_id
+            self.at = time.perf_counter()
 
     def __init__(self, db_path, **kwargs):
         super().__init__(**kwargs)
@@ -111,10 +115,9 @@ class ReviewPane(Vertical, can_focus=True):
             yield Static(id="review-filter")
             yield Input(id="review-search", placeholder="search: words, Enter applies, Esc closes")
             yield Static(id="review-progress")
-        with Horizontal(id="review-main"):
-            yield ExampleList(id="review-list")
-            with VerticalScroll(id="review-detail-scroll", can_focus=False):
-                yield Static(id="review-detail")
+        # list and detail are direct children (a grid): one container less to paint per line
+        yield ExampleList(id="review-list")
+        yield DetailView(id="review-detail")
         yield Static(id="review-catalog")
 
     @property
@@ -151,15 +154,14 @@ class ReviewPane(Vertical, can_focus=True):
         if ex is None:
             self.best = None
             hint = "Nothing left in this filter." if self.flt.status == Status.UNREVIEWED else ""
-            self.query_one("#review-detail", Static).update(
+            self.query_one(DetailView).show(
                 render_detail(None, [], [], None, empty_hint=hint + "  v: change the filter · /: search")
             )
         else:
             proposals = self.store.proposals(ex.id)
             history = self.store.history(ex.id)
             self.best = best_proposal(proposals, self.teacher)
-            self.query_one("#review-detail", Static).update(render_detail(ex, proposals, history, self.best))
-            self.query_one("#review-detail-scroll", VerticalScroll).scroll_home(animate=False, immediate=True)
+            self.query_one(DetailView).show(render_detail(ex, proposals, history, self.best))
         self._paint_progress()
         self.post_message(self.Shown(ex.id if ex else None))
 
@@ -212,6 +214,9 @@ class ReviewPane(Vertical, can_focus=True):
     def action_page(self, direction: int) -> None:
         self.action_move(direction * max(1, self.dataset.size.height - 1))
 
+    def action_detail(self, delta: int) -> None:
+        self.query_one(DetailView).scroll_lines(delta)
+
     def action_first(self) -> None:
         self.dataset.move_to(0)
         self._show_current()
@@ -233,7 +238,7 @@ class ReviewPane(Vertical, can_focus=True):
             return
         if self.best is None:
             self.app.bell()
-            self.notify("No valid proposal to accept: press 1-9 or o to choose the action.", timeout=3)
+            self.notify("No valid proposal to accept: press 1-9 or o to choose the action.", timeout=3, markup=False)
             return
         self._decide(DecisionKind.ACCEPT, self.best.action, self.best.model)
 
@@ -299,7 +304,7 @@ class ReviewPane(Vertical, can_focus=True):
         else:
             self.window.remove(offset)
             self.dataset.cursor = cursor - 1 if offset < cursor else cursor
-        self.dataset.sync()
+        self.dataset.sync(lazy=True)
         self._show_current()
 
     def _matches(self, ex: Example, *, member: bool) -> bool:
@@ -330,7 +335,7 @@ class ReviewPane(Vertical, can_focus=True):
             undone = self.store.undo()
         if undone is None:
             self.app.bell()
-            self.notify("Nothing to undo.", timeout=2)
+            self.notify("Nothing to undo.", timeout=2, markup=False)
             return
         self._seq += 1
         self.pace.undo()
@@ -352,7 +357,7 @@ class ReviewPane(Vertical, can_focus=True):
         else:
             if offset is not None:
                 self.window.remove(offset)
-            self.notify(f"Undone #{ex.id}: now {ex.status}, outside this filter.", timeout=3)
+            self.notify(f"Undone #{ex.id}: now {ex.status}, outside this filter.", timeout=3, markup=False)
         self.dataset.sync()
         self._show_current()
 
@@ -436,7 +441,7 @@ class ReviewPane(Vertical, can_focus=True):
         assert self.store is not None
         models = self.store.proposal_models()
         if not models:
-            self.notify("No proposals yet: run routelab label first.", timeout=3)
+            self.notify("No proposals yet: run routelab label first.", timeout=3, markup=False)
             return
         if self.teacher in models:
             models.remove(self.teacher)
@@ -449,7 +454,7 @@ class ReviewPane(Vertical, can_focus=True):
 
         def done(choice: tuple[str, float] | None) -> None:
             if choice:
-                self.notify(f"Accepting {choice[0]}'s proposals…", timeout=2)
+                self.notify(f"Accepting {printable(choice[0])}'s proposals…", timeout=2, markup=False)
                 self._run_bulk(flt, *choice)
 
         self.app.push_screen(BulkAcceptScreen(models, count, filter_text=self._filter_text()), done)
@@ -462,7 +467,7 @@ class ReviewPane(Vertical, can_focus=True):
 
     def _bulk_done(self, decisions: list[tuple[int, int]], model: str) -> None:
         self.session += decisions
-        self.notify(f"Accepted {len(decisions):,} proposals from {model}.", timeout=4)
+        self.notify(f"Accepted {len(decisions):,} proposals from {printable(model)}.", timeout=4, markup=False)
         self.action_reload()
 
     # ------------------------------------------------------------------ outside changes

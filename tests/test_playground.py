@@ -1,0 +1,168 @@
+"""Trying routers: `routelab route`, the playground service, and the Playground pane (Pilot)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from textual.app import App, ComposeResult
+from textual.widgets import DataTable, Input, SelectionList
+
+from routelab.domain import BadInput
+from routelab.services.evaluation import ZERO_SHOT
+from routelab.services.playground import Playground, parse_question
+from routelab.store import ExampleFilter
+from routelab.tui.panes.playground import PlaygroundPane
+
+STYLES = Path(__file__).resolve().parent.parent / "styles"
+FT = "ft:gpt-4.1-mini-2025-04-14:routelab:abc"
+INJECTION = "[@click=app.quit]x[/] [bold where is my payslip"
+
+
+def test_parse_question_conversation():
+    assert parse_question("  where is my payslip ") == ("where is my payslip", None)
+    text, conv = parse_question("I need a day off | Sure, which day? | next Friday")
+    assert text == "next Friday"
+    assert [(m.role, m.content) for m in conv] == [("user", "I need a day off"), ("assistant", "Sure, which day?")]
+    text, conv = parse_question("Which day? | Friday")
+    assert [(m.role, m.content) for m in conv] == [("assistant", "Which day?")]
+    assert parse_question("a|b") == ("a|b", None)  # only ' | ' separates turns
+    with pytest.raises(BadInput):
+        parse_question("  |  ")
+
+
+def test_route_cli_local_models(demo_store, run_cli):
+    r = run_cli("--db", demo_store.path, "route", "Can I get a copy of my payslip for May?", "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert [x["model"] for x in doc["routes"]] == [ZERO_SHOT, "local"]
+    for x in doc["routes"]:
+        assert x["action"] == "get_payslip" and x["code"] == 3 and x["valid"]
+        assert 0 < x["confidence"] <= 1 and x["latency_ms"] >= 0 and x["cost"] == 0
+    r = run_cli("--db", demo_store.path, "route", "I need a day off | Which day? | next Friday", "--model", "local")
+    assert r.code == 0, r.err
+    assert "book_holiday" in r.out and "local" in r.out and "confidence" in r.out
+    r = run_cli("--db", demo_store.path, "route", "  ")
+    assert r.code == 2 and "type a question" in r.err
+    r = run_cli("--db", demo_store.path, "route", "hello", "--model", "no-such-model")
+    assert r.code == 1 and "no-such-model" in r.err
+
+
+def test_route_cli_openai_side_by_side(demo_store, run_cli, fake_openai):
+    r = run_cli("--db", demo_store.path, "route", "where is my payslip", "--model", f"gpt-4.1,{FT},local", "--json")
+    assert r.code == 0, r.err
+    routes = {x["model"]: x for x in json.loads(r.out)["routes"]}
+    assert set(routes) == {"gpt-4.1", FT, "local"}
+    assert routes["gpt-4.1"]["action"] == "get_payslip"  # the fake answers by word overlap
+    assert routes["gpt-4.1"]["cost"] > routes[FT]["cost"] > 0
+    assert routes["gpt-4.1"]["confidence"] == pytest.approx(0.9)
+    assert fake_openai.api_key not in r.out + r.err
+
+
+def test_playground_save_stores_question_and_routes(demo_store):
+    pg = Playground(demo_store)
+    attempt = pg.route("I need a day off | Which day? | next Friday", [ZERO_SHOT, "local"])
+    assert all(r.error is None and r.action for r in attempt.results)
+    example_id = pg.save(attempt)
+    ex = demo_store.example(example_id)
+    assert (ex.source, ex.split, ex.text, ex.status) == ("playground", "unassigned", "next Friday", "unreviewed")
+    assert [m.role for m in ex.conversation] == ["user", "assistant"]
+    assert {p.model for p in demo_store.proposals(example_id)} == {ZERO_SHOT, "local"}
+    assert pg.save(pg.route("I need a day off | Which day? | next Friday", ["local"])) == example_id  # no duplicate
+    assert demo_store.count(ExampleFilter(source="playground")) == 1
+
+
+class PaneApp(App):
+    CSS_PATH = [STYLES / "app.tcss", STYLES / "playground.tcss"]
+
+    def __init__(self, db_path):
+        super().__init__()
+        self.db_path = db_path
+
+    def compose(self) -> ComposeResult:
+        yield PlaygroundPane(self.db_path)
+
+
+async def _settle(app, pilot):
+    for _ in range(3):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+async def test_playground_pane_routes_saves_and_stays_literal(demo_store):
+    app = PaneApp(demo_store.path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.query_one(PlaygroundPane)
+        await _settle(app, pilot)
+        assert pane.ready and pane.selected_models() == [ZERO_SHOT, "local"]
+        app.query_one("#pg-input", Input).focus()
+        await pilot.press(*"where is my payslip")
+        await pilot.press("enter")
+        await _settle(app, pilot)
+        results = app.query_one("#pg-results", DataTable)
+        assert results.row_count == 2
+        rows = [[str(c) for c in results.get_row_at(i)] for i in range(2)]
+        assert [r[0] for r in rows] == [ZERO_SHOT, "local"]
+        assert all(r[1] == "get_payslip" for r in rows)
+
+        # untrusted text is shown literally: no action link, no markup error, app still up
+        app.query_one("#pg-input", Input).value = INJECTION
+        await pilot.press("enter")
+        await _settle(app, pilot)
+        history = app.query_one("#pg-history", DataTable)
+        assert history.row_count == 2
+        assert str(history.get_row_at(1)[2]) == INJECTION
+
+        # ctrl+s saves the question shown (the latest) for review
+        await pilot.press("ctrl+s")
+        await _settle(app, pilot)
+        assert app.is_running
+    saved = demo_store.page(ExampleFilter(source="playground"))
+    assert [e.text for e in saved] == [INJECTION]
+    assert {p.model for p in demo_store.proposals(saved[0].id)} == {ZERO_SHOT, "local"}
+
+
+async def test_playground_pane_select_model_and_toggle(demo_store):
+    from routelab.domain import TrainedModel
+    from routelab.providers.local_model import LinearRouter, embed_examples
+
+    train = [e for e in demo_store.page(ExampleFilter(split="train"), limit=1000) if e.label]
+    model = LinearRouter.fit(embed_examples(train), [e.label for e in train])
+    app = PaneApp(demo_store.path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.query_one(PlaygroundPane)
+        await _settle(app, pilot)
+        # a model trained while the app is open: the Jobs pane opens it here
+        demo_store.save_model(TrainedModel(id="local-ft-new", provider="local", artifact=model.to_bytes()))
+        pane.select_model("local-ft-new")
+        await _settle(app, pilot)
+        assert "local-ft-new" in pane.selected_models()
+        # only the new model selected
+        sl = app.query_one("#pg-models", SelectionList)
+        sl.deselect(ZERO_SHOT)
+        sl.deselect("local")
+        app.query_one("#pg-input", Input).value = "can I book next friday off"
+        app.query_one("#pg-input", Input).focus()
+        await pilot.press("enter")
+        await _settle(app, pilot)
+        results = app.query_one("#pg-results", DataTable)
+        assert results.row_count == 1
+        assert [str(c) for c in results.get_row_at(0)][:2] == ["local-ft-new", "book_holiday"]
+
+
+async def test_playground_pane_reload_lists_a_new_model(demo_store):
+    from routelab.domain import TrainedModel
+    from routelab.providers.local_model import LinearRouter, embed_examples
+
+    app = PaneApp(demo_store.path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.query_one(PlaygroundPane)
+        await _settle(app, pilot)
+        assert pane.models == [ZERO_SHOT, "local"]
+        train = [e for e in demo_store.page(ExampleFilter(split="train"), limit=1000) if e.label]
+        model = LinearRouter.fit(embed_examples(train), [e.label for e in train])
+        demo_store.save_model(TrainedModel(id="local-ft-later", provider="local", artifact=model.to_bytes()))
+        await pilot.press("ctrl+r")
+        await _settle(app, pilot)
+        assert pane.models == [ZERO_SHOT, "local", "local-ft-later"] and pane.ready

@@ -1,0 +1,260 @@
+"""The Review pane driven with Pilot: every decision is asserted in the store."""
+
+from __future__ import annotations
+
+import pytest
+
+from routelab.domain import DecisionKind, NewExample, Proposal, Status
+from routelab.store import ExampleFilter, Store
+from routelab.tui.app import RoutelabApp
+from routelab.tui.components.bulk import BulkAcceptScreen
+from routelab.tui.components.help import HelpScreen
+from routelab.tui.components.picker import PickerScreen
+from routelab.tui.panes.review import ReviewPane
+
+SIZE = (120, 40)
+
+QUESTIONS = [
+    ("where is my payslip for May", "user", "train"),
+    ("book me off next friday", "user", "train"),
+    ("what is the remote work policy", "synthetic", "test"),
+    ("my manager is bullying me", "user", "validation"),
+    ("payslip shows the wrong tax code", "user", "train"),
+    ("how many days of leave do I get", "synthetic", "train"),
+    ("cancel my holiday on monday", "user", "test"),
+    ("asdfgh", "user", "unassigned"),
+]
+
+
+def seed(store: Store) -> list[int]:
+    """Eight questions with proposals from two models (one invalid, some disagreeing)."""
+    store.set_setting("teacher", "gpt-4.1")
+    store.add_examples([NewExample(text=t, source=s, split=sp) for t, s, sp in QUESTIONS])
+    ids = [e.id for e in store.page(limit=100)]
+    teacher = ["get_payslip", "book_holiday", "get_policy", "escalate", "get_payslip", "get_policy", "book_holiday", None]
+    conf = [0.95, 0.91, 0.55, 0.97, 0.85, 0.92, 0.4, None]
+    for i, (a, c) in zip(ids, zip(teacher, conf)):
+        store.add_proposal(Proposal(example_id=i, model="gpt-4.1", action=a, valid=a is not None, confidence=c,
+                                    raw=None if a else "I cannot help with that"))
+    local = {ids[0]: ("get_payslip", 0.7), ids[2]: ("escalate", 0.8), ids[6]: ("get_policy", 0.6)}
+    for i, (a, c) in local.items():
+        store.add_proposal(Proposal(example_id=i, model="local", action=a, confidence=c))
+    return ids
+
+
+def operator_decisions(store: Store) -> list[tuple[int, str, str | None, str | None]]:
+    rows = store.conn.execute(
+        "SELECT example_id, kind, action, model FROM decisions WHERE kind != 'import' ORDER BY id"
+    ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+async def started(app: RoutelabApp, pilot) -> ReviewPane:
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    return app.query_one(ReviewPane)
+
+
+async def test_whole_session_accept_number_skip_flag_undo(store, db_path):
+    ids = seed(store)
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        assert pane.shown.id == ids[0]
+        assert pane.best.model == "gpt-4.1"  # the configured teacher wins over local
+        await pilot.press("enter")  # accept the teacher's get_payslip
+        assert pane.shown.id == ids[1]  # the next unreviewed question, at once
+        await pilot.press("a")  # accept book_holiday
+        await pilot.press("4")  # override get_policy -> escalate
+        assert pane.shown.id == ids[3]
+        await pilot.press("4")  # same as the proposal: recorded as an accept of gpt-4.1's
+        await pilot.press("s")  # skip ids[4]
+        await pilot.press("f")  # flag ids[5]
+        assert pane.shown.id == ids[6]
+        assert pane.window.count == 2
+        await pilot.press("u")  # undo the flag: ids[5] is back under the cursor
+        assert pane.shown.id == ids[5]
+        assert pane.window.count == 3
+        await pilot.press("u")  # undo the skip
+        assert pane.shown.id == ids[4]
+        assert pane.status_counts["reviewed"] == 4
+        assert pane.status_counts["unreviewed"] == 4
+
+    assert operator_decisions(store) == [
+        (ids[0], "accept", "get_payslip", "gpt-4.1"),
+        (ids[1], "accept", "book_holiday", "gpt-4.1"),
+        (ids[2], "override", "escalate", None),
+        (ids[3], "accept", "escalate", "gpt-4.1"),
+        (ids[4], "skip", None, None),
+        (ids[5], "flag", None, None),
+        (ids[5], "undo", None, None),
+        (ids[4], "undo", None, None),
+    ]
+    assert store.example(ids[2]).label == "escalate"
+    assert store.example(ids[4]).status == Status.UNREVIEWED
+    assert store.example(ids[5]).status == Status.UNREVIEWED
+
+
+async def test_accept_without_a_valid_proposal_does_nothing(store, db_path):
+    ids = seed(store)
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        await pilot.press("G")  # last: "asdfgh", whose only proposal is invalid
+        assert pane.shown.id == ids[-1]
+        assert pane.best is None
+        await pilot.press("enter")
+        assert pane.shown.id == ids[-1]
+        await pilot.press("j", "k", "g")
+        assert pane.shown.id == ids[0]
+        await pilot.press("down", "down", "up")
+        assert pane.shown.id == ids[1]
+    assert operator_decisions(store) == []
+
+
+async def test_override_through_the_fuzzy_picker(store, db_path):
+    ids = seed(store)
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        await pilot.press("o")
+        assert isinstance(app.screen, PickerScreen)
+        await pilot.press("e", "s", "c")
+        await pilot.press("enter")
+        assert not isinstance(app.screen, PickerScreen)
+        assert pane.shown.id == ids[1]
+        await pilot.press("o", "escape")  # cancelled: nothing decided
+        assert pane.shown.id == ids[1]
+    assert operator_decisions(store) == [(ids[0], "override", "escalate", None)]
+
+
+async def test_filters_and_search(store, db_path):
+    ids = seed(store)
+    store.decide(ids[1], DecisionKind.SKIP)
+    store.decide(ids[3], DecisionKind.FLAG)
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        assert pane.window.count == 6
+        await pilot.press("v", *"skipped", "enter")
+        assert pane.flt == ExampleFilter(status=Status.SKIPPED)
+        assert pane.window.count == 1 and pane.shown.id == ids[1]
+        await pilot.press("enter")  # accept it: it leaves the skipped filter
+        assert pane.window.count == 0 and pane.shown is None
+        await pilot.press("v", *"disagree", "enter", "v", *"all status", "enter")
+        assert pane.flt.disagreement and pane.flt.status is None
+        assert {pane.window.get(i).id for i in range(pane.window.count)} == {ids[2], ids[6]}
+        await pilot.press("v", *"clear", "enter")
+        assert pane.flt == ExampleFilter(status=Status.UNREVIEWED)
+        await pilot.press("v", *"source synth", "enter")
+        assert pane.window.count == 2
+        await pilot.press("v", *"clear", "enter", "slash", *"payslip", "enter")
+        assert pane.flt.query == "payslip"
+        assert [pane.window.get(i).id for i in range(pane.window.count)] == [ids[0], ids[4]]
+        await pilot.press("2")  # decisions work inside a search too
+        assert pane.shown.id == ids[4]
+        await pilot.press("escape")  # clears the search
+        assert pane.flt.query is None
+        await pilot.press("v", *"low conf", "enter")
+        assert pane.window.count == store.count(ExampleFilter(status=Status.UNREVIEWED, max_confidence=0.6))
+        await pilot.press("v", *"action get_payslip", "enter")
+        assert pane.flt.action == "get_payslip"
+    assert (ids[1], "accept", "book_holiday", "gpt-4.1") in operator_decisions(store)
+    assert (ids[0], "override", "book_holiday", None) in operator_decisions(store)
+
+
+async def test_reviewed_filter_keeps_item_and_moves_on(store, db_path):
+    ids = seed(store)
+    store.decide(ids[0], DecisionKind.ACCEPT, "get_payslip", model="gpt-4.1")
+    store.decide(ids[1], DecisionKind.ACCEPT, "book_holiday", model="gpt-4.1")
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        await pilot.press("v", *"reviewed", "enter")
+        assert pane.window.count == 2
+        await pilot.press("3")  # relabel: it stays reviewed, the cursor moves to the next one
+        assert pane.window.count == 2 and pane.shown.id == ids[1]
+        await pilot.press("u")
+        assert pane.shown.id == ids[0]
+    assert store.example(ids[0]).label == "get_payslip"
+
+
+async def test_bulk_accept_from_the_pane(store, db_path):
+    ids = seed(store)
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        await pilot.press("A")
+        assert isinstance(app.screen, BulkAcceptScreen)
+        await pilot.press("ctrl+a", "ctrl+k", *"0.9")  # threshold 0.9
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen.counted == ("gpt-4.1", 0.9, 4)
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not isinstance(app.screen, BulkAcceptScreen)
+        assert pane.window.count == 4
+        await pilot.press("u")  # the newest bulk decision is undone first
+    accepted = [d for d in operator_decisions(store) if d[1] == "accept"]
+    assert accepted == [
+        (ids[0], "accept", "get_payslip", "gpt-4.1"),
+        (ids[1], "accept", "book_holiday", "gpt-4.1"),
+        (ids[3], "accept", "escalate", "gpt-4.1"),
+        (ids[5], "accept", "get_policy", "gpt-4.1"),
+    ]
+    assert store.example(ids[5]).status == Status.UNREVIEWED
+    assert store.example(ids[1]).status == Status.REVIEWED
+
+
+async def test_help_overlay_lists_every_binding(store, db_path):
+    seed(store)
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        listed = " ".join(k for _, keys in app.screen.sections for k, _ in keys)
+        for key in ("Enter", "1 … 9", "o", "s", "f", "u", "j", "k", "g", "G", "/", "v", "A", "?", "Ctrl+Q", "F1"):
+            assert key in listed
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_labels_from_another_process_show_up(store, db_path):
+    ids = seed(store)
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        with Store.open(db_path) as other:  # e.g. a second reviewer, or `routelab label`
+            other.decide(ids[2], DecisionKind.ACCEPT, "get_policy", model="gpt-4.1")
+            other.add_proposal(Proposal(example_id=ids[0], model="other-model", action="escalate", confidence=0.99))
+        pane._poll()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert pane.window.count == 7
+        assert pane.status_counts["reviewed"] == 1
+        assert pane.shown.id == ids[0]
+        assert any(p.model == "other-model" for p in store.proposals(ids[0]))
+        await pilot.press("a")  # the teacher is still preferred over a more confident model
+    assert operator_decisions(store)[-1] == (ids[0], "accept", "get_payslip", "gpt-4.1")
+
+
+async def test_ctrl_q_quits(store, db_path):
+    seed(store)
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("ctrl+q")
+    assert app.return_code == 0
+
+
+@pytest.mark.parametrize("empty", [True])
+async def test_empty_workspace(db_path, empty):
+    Store.open(db_path).close()
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        await pilot.press("enter", "s", "u", "o", "j", "G", "A")
+        assert pane.shown is None
