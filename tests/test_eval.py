@@ -164,3 +164,17 @@ def test_local_teacher_never_learns_from_the_test_split(demo_store):
     teacher = LocalTeacher.from_store(demo_store)
     assert teacher.trained and teacher.training
     assert all(e.split != "test" for e in teacher.training)
+
+
+def test_stored_predictions_are_evaluated_offline(demo_store, run_cli, monkeypatch):
+    from tests.fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as fake:  # an earlier run with a key labelled the test split with gpt-4.1
+        monkeypatch.setenv("OPENAI_API_KEY", fake.api_key)
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+        assert run_cli("--db", demo_store.path, "eval", "--models", "gpt-4.1").code == 0
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    r = run_cli("--db", demo_store.path, "eval", "--json")  # offline now: gpt-4.1 needs no call
+    assert r.code == 0, r.err
+    assert [m["model"] for m in json.loads(r.out)["models"]] == [ev.ZERO_SHOT, "local", "gpt-4.1"]

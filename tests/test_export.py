@@ -199,3 +199,13 @@ def test_identical_export_is_reused(demo_store, tmp_path):
     second = export_dataset(demo_store, tmp_path / "out")
     assert second.reused and second.train_path.stat().st_mtime_ns == mtime
     assert second.report["digest"] == first.report["digest"]
+
+
+def test_export_cli_prints_the_report(demo_store, tmp_path, run_cli):
+    r = run_cli("--db", demo_store.path, "export", "--out", tmp_path / "out", "--seed", "3", "--reviewed-only")
+    assert r.code == 0, r
+    assert "labels: 191 from people, 0 from the teacher" in r.out
+    assert "billed tokens" in r.out and "$" in r.out and "get_payslip" in r.out
+    assert "wrote train.jsonl, validation.jsonl and report.json" in r.out
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["seed"] == 3 and report["reviewed_only"] and report["left_out"]["unlabelled"] == 109

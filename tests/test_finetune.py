@@ -156,3 +156,15 @@ def test_local_job_can_be_cancelled_between_steps(demo_store):
     assert not demo_store.trained_models(provider="local")
     messages = [e.message for e in demo_store.job_events(job.id)]
     assert "Step 3/5 metrics" not in messages and any("cancelled" in m for m in messages)
+
+
+def test_a_cached_upload_that_is_gone_is_uploaded_again(demo_store, fake_openai):
+    settings = load_settings()
+    plan = plan_finetune(demo_store, FinetuneOptions(provider="openai"), settings)
+    first = start_finetune(demo_store, plan, settings)
+    with fake_openai._lock:  # someone deleted the training file at the provider
+        fake_openai.files.pop(first.params["training_file"])
+    second = start_finetune(demo_store, plan, settings)
+    assert second.params["training_file"] != first.params["training_file"]
+    assert second.params["validation_file"] == first.params["validation_file"]  # still there: reused
+    assert second.remote_id in fake_openai.jobs

@@ -6,8 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from routelab.config import settings as load_settings
-from routelab.domain import Job, JobStatus
+from routelab.domain import Job, JobStatus, RoutelabError
 from routelab.services.finetune import FinetuneOptions, plan_finetune, start_finetune
 from routelab.services.jobs import JobService, describe, metrics_series
 from routelab.store import Store
@@ -107,3 +109,32 @@ def test_describe_eta_from_progress():
               created_at="2026-01-01T00:00:00+00:00")
     view = describe(job, now=1767225600 + 60)  # one minute in, a third done
     assert view.elapsed == 60 and round(view.eta) == 120
+
+
+def test_watch_json_prints_each_event_once_then_the_job(demo_store, fake_openai, run_cli):
+    job, _ = _start_openai(demo_store)
+    r = run_cli("--db", demo_store.path, "jobs", "watch", str(job.id), "--json", "--interval", "0.01")
+    assert r.code == 0, r
+    lines = [json.loads(ln) for ln in r.out.splitlines()]
+    events = [ln["event"] for ln in lines[:-1]]
+    assert len({e["id"] for e in events}) == len(events) == len(demo_store.job_events(job.id))
+    assert lines[-1]["job"]["status"] == "succeeded" and lines[-1]["job"]["fine_tuned_model"]
+
+
+def test_watch_rides_out_a_passing_outage(demo_store, fake_openai):
+    from routelab.providers.openai_finetune import OpenAIFineTuning
+    from routelab.services.finetune import OpenAITrainer
+
+    job, settings = _start_openai(demo_store)
+    api = OpenAIFineTuning.from_settings(settings, backoff=0.0, max_attempts=2)
+    svc = JobService(demo_store, settings, trainers={"openai": OpenAITrainer(settings, api=api)})
+    fake_openai.fail_next(4, 503, path_contains="/fine_tuning/jobs/")
+    warnings = []
+    done = svc.follow(job.id, interval=0.0, sleep=lambda s: None, on_error=warnings.append)
+    assert done.status == JobStatus.SUCCEEDED and len(warnings) == 2 and "503" in warnings[0]
+    # a refusal is not a passing outage: it ends the watch, and the job is left as it was
+    job2, _ = _start_openai(demo_store)
+    fake_openai.fail_next(1, 401, path_contains="/fine_tuning/jobs/")
+    with pytest.raises(RoutelabError, match="401"):
+        svc.follow(job2.id, interval=0.0, sleep=lambda s: None)
+    assert demo_store.job(job2.id).status == JobStatus.VALIDATING

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import openai
 import pytest
@@ -107,14 +106,15 @@ def test_resume_after_a_partial_run_sends_nothing_twice(store, fake_openai):
     assert third.status == "nothing to do" and len(fake_openai.chat_requests()) == 30
 
 
-def test_kill_minus_nine_loses_only_in_flight_requests(store, fake_openai, db_path, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_interrupted_run_loses_only_in_flight_requests(store, fake_openai, db_path, sig):
     """A real process killed mid-run: what it stored is never asked again, the rest is finished."""
     add_questions(store, 120)
     fake_openai.latency = 0.05
     env = {**os.environ, "OPENAI_API_KEY": fake_openai.api_key, "OPENAI_BASE_URL": fake_openai.base_url}
     proc = subprocess.Popen(
         [sys.executable, "-m", "routelab", "label", "--db", str(db_path), "--concurrency", "4"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -122,13 +122,16 @@ def test_kill_minus_nine_loses_only_in_flight_requests(store, fake_openai, db_pa
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.02)
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+        assert store.jobs(kind="label")[0].status == "cancelled"
     stored_first = {e.text for e in store.page(limit=200) if store.proposals_for("gpt-4.1", [e.id])}
     asked_first = asked_texts(fake_openai)
     assert 20 <= len(stored_first) < 120
     lost = set(asked_first) - stored_first
-    assert len(lost) <= 4 + 4  # the requests in flight (and answered as the process died)
+    assert len(lost) <= 4  # at most the requests in flight (concurrency 4)
 
     fake_openai.latency = 0.0
     before = len(asked_first)
@@ -210,6 +213,21 @@ def test_persistent_failures_stop_the_run_and_the_rest_is_retried_next_time(stor
     assert result.labelled == 10 and result.remaining == 0
 
 
+def test_a_bad_request_is_not_retried_and_fails_only_its_example(store, fake_openai):
+    add_questions(store, 3)
+    fake_openai.fail_next(1, 400)
+    result = label(store, teacher(), concurrency=1)
+    assert result.failed == 1 and result.labelled == 2 and result.retries == 0
+    assert "400" in result.errors[0]
+
+
+def test_rate_limits_get_more_tries_than_errors(store, fake_openai):
+    add_questions(store, 3)
+    fake_openai.fail_next(8, 429, retry_after=0.001)
+    result = label(store, teacher(max_attempts=2), concurrency=1)
+    assert result.labelled == 3 and result.failed == 0 and result.retries == 8
+
+
 def test_a_failed_request_leaves_its_example_for_the_next_run(store, fake_openai):
     add_questions(store, 6)
     fake_openai.fail_next(2, 500)
@@ -228,7 +246,7 @@ def test_retry_after_header_is_read_from_a_real_response(fake_openai):
     client.close()
     assert retry_after_seconds(info.value) == pytest.approx(2.5)
     provider = teacher().api
-    assert 2.5 <= provider._wait(1, info.value) <= 3.0
+    assert 2.5 <= provider._wait(1, info.value) <= 3.01
 
 
 @pytest.mark.parametrize("setup, needle", [
@@ -267,6 +285,7 @@ def test_cli_label_never_writes_the_key(store, fake_openai, db_path, run_cli):
     r = run_cli("label", "--db", db_path, "--concurrency", "3")
     assert r.code == 0, r
     assert "labelled 15" in r.out and "$" in r.out
+    assert "label gpt-4.1: 15/15 100%" in r.err  # stderr is not a terminal: plain progress lines
     key = fake_openai.api_key
     assert key not in r.out + r.err
     for p in db_path.parent.glob(db_path.name + "*"):
@@ -321,3 +340,17 @@ def test_examples_are_objects_with_history():  # the prompt builder works withou
     e = Example(id=1, text="q", source="user", split="train", hash="h", created_at="now")
     msgs = route_messages(e, [Action(name="a", description="A"), Action(name="b", description="")], Random(1))
     assert msgs[-1] == {"role": "user", "content": "q"} and "- b: b" in msgs[0]["content"]
+
+
+def test_a_second_concurrent_run_of_the_same_model_is_refused(store, fake_openai):
+    from routelab.domain import Job, JobStatus, RoutelabError
+
+    add_questions(store, 5)
+    other = store.create_job(Job(kind="label", provider="openai", model="gpt-4.1", status=JobStatus.RUNNING,
+                                 params={"pid": os.getppid()}))  # a live process that is not us
+    with pytest.raises(RoutelabError, match=f"job {other.id}"):
+        label(store, teacher())
+    assert fake_openai.chat_requests() == []
+    assert label(store, teacher(model="gpt-4.1-mini")).labelled == 5  # another model is fine
+    store.update_job(other.id, status=JobStatus.SUCCEEDED)
+    assert label(store, teacher()).labelled == 5

@@ -144,3 +144,55 @@ def test_session_pace_uses_the_injected_clock():
     assert round(pace.per_minute()) == 30
     now[0] += 600  # a long break: the window forgets
     assert pace.per_minute() == 0
+
+
+def test_reopening_the_workspace_keeps_other_processes_safe(store, db_path):
+    """The TUI opens the workspace several times (panes, workers). Opening must not drop this
+    process's SQLite locks, or another process closing its connection deletes our -wal file."""
+    import subprocess
+    import sys
+
+    ids = seed(store)
+    Store.open(db_path).close()  # e.g. a worker thread counting
+    probe = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT 1').fetchone(); c.close()"
+    subprocess.run([sys.executable, "-c", probe, str(db_path)], check=True)
+    assert (db_path.parent / (db_path.name + "-wal")).exists()
+    store.decide(ids[0], DecisionKind.SKIP)
+    count = "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM decisions WHERE kind = 'skip'\").fetchone()[0])"
+    out = subprocess.run([sys.executable, "-c", count, str(db_path)], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "1"
+
+
+def test_row_window_provisional_count_grows_while_paging(store):
+    store.add_examples([NewExample(text=f"question {i}") for i in range(35)])
+    flt = ExampleFilter(status=Status.UNREVIEWED)
+    w = RowWindow(store, flt, page=10, max_rows=20)
+    w.reset(defer_count=True)
+    assert (w.count, w.exact) == (11, False)
+    off = 0
+    while w.get(off) is not None:
+        assert w.get(off).id == off + 1
+        off += 1
+    assert off == 35 and w.count == 35
+    w.set_count(store.count(flt))
+    assert w.exact and w.get(0).id == 1 and w.get(34).id == 35
+
+
+async def test_pane_counts_a_big_filter_in_the_background(store, db_path):
+    from routelab.tui.app import RoutelabApp
+    from routelab.tui.panes.review import ReviewPane
+
+    store.add_examples([NewExample(text=f"question {i}") for i in range(450)])
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        pane = app.query_one(ReviewPane)
+        assert pane.window.exact and pane.window.count == 450
+        await pilot.press("G")
+        assert pane.shown.id == 450
+        await pilot.press("v", "s", "k", "i", "enter", "v", "u", "n", "r", "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert pane.window.exact and pane.window.count == 450

@@ -137,28 +137,28 @@ async def test_filters_and_search(store, db_path):
     async with app.run_test(size=SIZE) as pilot:
         pane = await started(app, pilot)
         assert pane.window.count == 6
-        await pilot.press("v", *"skipped", "enter")
+        await pilot.press("v", *"skip", "enter")
         assert pane.flt == ExampleFilter(status=Status.SKIPPED)
         assert pane.window.count == 1 and pane.shown.id == ids[1]
         await pilot.press("enter")  # accept it: it leaves the skipped filter
         assert pane.window.count == 0 and pane.shown is None
-        await pilot.press("v", *"disagree", "enter", "v", *"all status", "enter")
+        await pilot.press("v", *"disa", "enter", "v", *"all", "enter")
         assert pane.flt.disagreement and pane.flt.status is None
         assert {pane.window.get(i).id for i in range(pane.window.count)} == {ids[2], ids[6]}
-        await pilot.press("v", *"clear", "enter")
+        await pilot.press("v", *"clea", "enter")
         assert pane.flt == ExampleFilter(status=Status.UNREVIEWED)
-        await pilot.press("v", *"source synth", "enter")
+        await pilot.press("v", *"synt", "enter")
         assert pane.window.count == 2
-        await pilot.press("v", *"clear", "enter", "slash", *"payslip", "enter")
-        assert pane.flt.query == "payslip"
+        await pilot.press("v", *"clea", "enter", "slash", *"pays", "enter")
+        assert pane.flt.query == "pays"
         assert [pane.window.get(i).id for i in range(pane.window.count)] == [ids[0], ids[4]]
         await pilot.press("2")  # decisions work inside a search too
         assert pane.shown.id == ids[4]
         await pilot.press("escape")  # clears the search
         assert pane.flt.query is None
-        await pilot.press("v", *"low conf", "enter")
+        await pilot.press("v", *"low", "enter")
         assert pane.window.count == store.count(ExampleFilter(status=Status.UNREVIEWED, max_confidence=0.6))
-        await pilot.press("v", *"action get_payslip", "enter")
+        await pilot.press("v", *"n get_pa", "enter")
         assert pane.flt.action == "get_payslip"
     assert (ids[1], "accept", "book_holiday", "gpt-4.1") in operator_decisions(store)
     assert (ids[0], "override", "book_holiday", None) in operator_decisions(store)
@@ -258,3 +258,56 @@ async def test_empty_workspace(db_path, empty):
         pane = await started(app, pilot)
         await pilot.press("enter", "s", "u", "o", "j", "G", "A")
         assert pane.shown is None
+
+
+async def test_show_examples_from_another_pane(store, db_path):
+    from routelab.tui.messages import ShowExamples
+
+    ids = seed(store)
+    store.decide(ids[4], DecisionKind.ACCEPT, "get_payslip", model="gpt-4.1")
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        app.post_message(ShowExamples([ids[4], ids[6]], "gpt-4.1: get_payslip → book_holiday"))
+        await pilot.pause()
+        assert pane.flt == ExampleFilter(ids=(ids[4], ids[6]))
+        assert pane.window.count == 2 and pane.shown.id == ids[4]  # reviewed ones too
+        assert "get_payslip → book_holiday" in pane._filter_text()
+        await pilot.press("3")  # relabel: stays in the set, the next one is shown
+        assert pane.window.count == 2 and pane.shown.id == ids[6]
+    assert operator_decisions(store)[-1] == (ids[4], "accept", "get_payslip", "gpt-4.1")
+
+
+async def test_confirm_dialog_is_literal_and_answers(store, db_path):
+    from routelab.tui.components.confirm import ConfirmScreen
+
+    seed(store)
+    app = RoutelabApp(db_path)
+    answers: list[bool] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        app.push_screen(ConfirmScreen("Cancel [@click=app.quit]job[/] \x1b[31m3?"), answers.append)
+        await pilot.pause()
+        assert "[@click=app.quit]job[/]" in str(app.screen.message) and "\x1b" not in str(app.screen.message)
+        await pilot.press("y")
+        app.push_screen(ConfirmScreen("again?"), answers.append)
+        await pilot.pause()
+        await pilot.press("escape")
+        assert app.is_running
+    assert answers == [True, False]
+
+
+async def test_command_palette_lists_review_commands(store, db_path):
+    seed(store)
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        for title in ("Review", "Jobs", "Evaluate", "Playground", "Review: search", "Review: filter",
+                      "Review: bulk accept", "Review: undo", "Keys"):
+            assert title in commands
+        commands["Jobs"].callback()
+        await pilot.pause()
+        commands["Review: search"].callback()
+        await pilot.pause()
+        assert pane.query_one("#review-search").display and app.focused.id == "review-search"

@@ -6,6 +6,7 @@ Update after an intended change: pytest tests/test_tui_snapshots.py --snapshot-u
 from __future__ import annotations
 
 from routelab.tui.app import RoutelabApp
+from routelab.tui.panes.review import ReviewPane
 from tests.test_tui_review import seed
 
 SIZE = (120, 40)
@@ -26,6 +27,7 @@ def test_review_after_decisions(store, db_path, snap_compare):
 
     async def run_before(pilot) -> None:
         await _settle(pilot)
+        pilot.app.query_one(ReviewPane).pace.clock = lambda: 1000.0  # decisions per minute without a wall clock
         await pilot.press("enter", "4", "s")
         await _settle(pilot)
 

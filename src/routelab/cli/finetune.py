@@ -34,7 +34,7 @@ def register(sub, common) -> None:
     )
     p.add_argument("--provider", choices=["openai", "local"], default=None)
     p.add_argument("--base-model", default=None, help="OpenAI base model (default gpt-4.1-mini-2025-04-14)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the OpenAI cookbook rule)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of an OpenAI fine-tune (default: the OpenAI cookbook rule)")
     p.add_argument("--suffix", default=None, help="suffix of the fine-tuned model name (OpenAI, up to 64 chars)")
     _data_options(p)
     p.add_argument("--out", default=None, metavar="DIR", help="export directory (default: beside the workspace)")
@@ -262,7 +262,8 @@ def _follow(ctx, job_id, interval: float, as_json: bool, after_event: int = 0) -
     job = svc.get(job_id)
     try:
         job = svc.follow(job.id, on_event=lambda ev: _print_event(ev, as_json), interval=interval,
-                         after_event=after_event)
+                         after_event=after_event,
+                         on_error=lambda msg: sys.stderr.write(f"routelab: warning: {printable(msg)}\n"))
     except KeyboardInterrupt:
         current = svc.store.job(job.id)
         if current is not None and not current.status.terminal:

@@ -165,6 +165,8 @@ def cmd_label(ctx) -> int:
         raise BadInput("--timeout must be positive")
     settings = load_settings()
     router = _teacher(ctx, settings, provider=a.provider, model=a.model, timeout=a.timeout, samples=a.samples)
+    if a.samples > 1 and router.provider != "openai":
+        raise BadInput("--samples needs an OpenAI-compatible teacher (a local router is deterministic)")
     if a.batch and router.provider != "openai":
         raise BadInput("--batch needs an OpenAI-compatible endpoint (set OPENAI_API_KEY); the local provider "
                        "labels thousands of questions per second without it")
@@ -184,7 +186,8 @@ def cmd_label(ctx) -> int:
     if a.json:
         emit_json(result.as_dict())
     elif result.status == "nothing to do":
-        print(f"nothing to label: every example has a proposal from {router.model}")
+        print(f"nothing to label: every example has a proposal from {router.model}" if not result.remaining
+              else f"nothing labelled (--limit 0); {result.remaining} examples have no proposal from {router.model}")
     elif a.batch and a.no_wait and result.status not in ("succeeded", "failed", "cancelled"):
         print(f"batch {result.remote_id} is {result.status}; run `routelab label --batch` again to collect it")
     else:

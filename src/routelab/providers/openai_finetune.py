@@ -147,6 +147,20 @@ class OpenAIFineTuning:
 
         return self._call(f"uploading {path.name}", do).model_dump()
 
+    def file_exists(self, file_id: str) -> bool:
+        """Is a file we uploaded earlier still there? (Files can be deleted, or the server reset.)"""
+        import openai
+
+        try:
+            self._call(f"checking file {file_id}", lambda: self.client.files.retrieve(file_id))
+            return True
+        except RemoteAPIError as e:
+            if e.status == 404:
+                return False
+            raise
+        except openai.NotFoundError:  # pragma: no cover - _call maps it already
+            return False
+
     # ------------------------------------------------------------ jobs
 
     def create_job(self, *, model: str, training_file: str, validation_file: str | None = None,

@@ -11,7 +11,8 @@ the official SDK.
   (some reasoning models) is asked again without them, and not asked again this run.
 - Retries: tenacity on a client built with max_retries=0 (so retries do not
   multiply), on 408/409/429/5xx, timeouts and connection errors, exponential backoff
-  with jitter, honouring retry-after(-ms), at most `max_attempts` tries. 401, 403 and
+  with jitter, honouring retry-after(-ms), at most `max_attempts` tries (more for a 429
+  rate limit, which is transient by nature: `max_rate_limited`). 401, 403 and
   `insufficient_quota` are fatal (FatalAPIError) and never retried.
 - The API key is never part of a message we produce; server messages are scrubbed.
 """
@@ -36,10 +37,12 @@ from routelab.providers.base import Route, Router
 PROMPT_VERSION = "v1"
 GENERATE_PROMPT_VERSION = "gen-v1"
 DEFAULT_TIMEOUT = 60.0
-MAX_ATTEMPTS = 6
+MAX_ATTEMPTS = 6  # tries per request on 5xx, timeouts and connection errors
+MAX_RATE_LIMITED = 20  # tries per request while the answer is 429 rate_limit (with retry-after)
 MAX_WAIT = 60.0  # never sleep longer than this between tries, whatever retry-after says
 ANSWER_TOKENS = 8  # what one {"action": "..."} answer costs in output tokens, for estimates
 QUESTION_TOKENS = 25  # output tokens per generated question, for estimates
+OPTIONAL_PARAMS = ("logprobs", "top_logprobs", "temperature")  # dropped if a model refuses them
 
 ROUTER_INSTRUCTIONS = (
     "You are the intent router of a conversational assistant. Read the conversation and choose the one "
@@ -70,6 +73,20 @@ def scrub(text: str, secret: str | None = None) -> str:
         text = text.replace(secret, "***")
     text = _KEYLIKE.sub("***", text)
     return " ".join(text.split())[:300]
+
+
+def display_url(url: str) -> str:
+    """A base URL fit for a message: no user:password@, no query string (tokens hide there)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    except ValueError:
+        return "the configured OPENAI_BASE_URL"
 
 
 @dataclass
@@ -281,7 +298,8 @@ class OpenAIProvider:
 
     def __init__(
         self, model: str, *, api_key: str, base_url: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-        max_attempts: int = MAX_ATTEMPTS, samples: int = 1, logprobs: bool = True, seed: int | None = None,
+        max_attempts: int = MAX_ATTEMPTS, max_rate_limited: int = MAX_RATE_LIMITED, samples: int = 1,
+        logprobs: bool = True, seed: int | None = None,
         backoff: float = 0.5, on_retry: Callable[[str, float], None] | None = None,
     ):
         if samples < 1:
@@ -291,12 +309,14 @@ class OpenAIProvider:
         self.base_url = base_url
         self.timeout = timeout
         self.max_attempts = max_attempts
+        self.max_rate_limited = max(max_rate_limited, max_attempts)
         self.samples = samples
         self.use_logprobs = logprobs and samples == 1
         self.backoff = backoff
         self.on_retry = on_retry
         self.rng = random.Random(seed)
         self.stats = CallStats()
+        self.unsupported: set[str] = set()  # optional parameters this endpoint refused this run
         self._client = None
         self._client_loop = None
 
@@ -318,7 +338,9 @@ class OpenAIProvider:
 
     def load(self) -> None:
         """Import the SDK now (about a second, cold), so it is not counted as labeling time."""
-        import openai  # noqa: F401
+        import importlib
+
+        importlib.import_module("openai")
 
     def sync_client(self):
         from openai import OpenAI
@@ -338,7 +360,7 @@ class OpenAIProvider:
         """The error that must stop the whole run, or None if this one concerns one request."""
         status = _status_code(exc)
         code = _error_code(exc)
-        where = f" at {self.base_url}" if self.base_url else ""
+        where = f" at {display_url(self.base_url)}" if self.base_url else ""
         if status == 401:
             return FatalAPIError(
                 f"the OpenAI-compatible API{where} rejected the API key (401{', ' + code if code else ''}): "
@@ -367,8 +389,8 @@ class OpenAIProvider:
     def _wait(self, attempt: int, exc: BaseException) -> float:
         hinted = retry_after_seconds(exc)
         if hinted is not None:
-            # the server knows best; a little jitter so waiting requests do not return in a herd
-            return min(MAX_WAIT, hinted + random.uniform(0, min(0.5, 0.1 + hinted * 0.1)))
+            # the server knows best; up to 20% (+10 ms) of jitter so waiting requests do not return in a herd
+            return min(MAX_WAIT, hinted * random.uniform(1.0, 1.2) + random.uniform(0, 0.01))
         return min(MAX_WAIT, random.uniform(0, self.backoff * (2 ** (attempt - 1))) + self.backoff / 2)
 
     async def _call(self, **kwargs: Any) -> Any:
@@ -382,20 +404,26 @@ class OpenAIProvider:
             return await self._retry(kwargs, first)
 
     async def _create_or_drop_logprobs(self, kwargs: dict[str, Any]) -> Any:
+        """Create; if the model refuses an optional parameter (logprobs for some reasoning
+        models, temperature for others), ask again without it and stop sending it this run."""
         import openai
 
-        try:
-            return await self._create(**kwargs)
-        except openai.BadRequestError as e:
-            if kwargs.get("logprobs") and "logprob" in (str(e) + str(getattr(e, "param", ""))).lower():
-                # this model will not give logprobs: ask again without, and stop asking this run
-                self.use_logprobs = False
-                self.stats.logprobs_disabled = True
-                kwargs.pop("logprobs", None)
-                kwargs.pop("top_logprobs", None)
-                self.stats.requests += 1
+        while True:
+            try:
                 return await self._create(**kwargs)
-            raise
+            except openai.BadRequestError as e:
+                said = f"{getattr(e, 'param', '')} {e}".lower()
+                dropped = [k for k in OPTIONAL_PARAMS if k in kwargs and k.split("_")[-1] in said]
+                if not dropped:
+                    raise
+                for k in dropped:
+                    kwargs.pop(k, None)
+                    self.unsupported.add(k)
+                if "logprobs" in dropped:
+                    kwargs.pop("top_logprobs", None)
+                    self.use_logprobs = False
+                    self.stats.logprobs_disabled = True
+                self.stats.requests += 1
 
     def _final(self, exc: BaseException) -> BaseException:
         """What a non-retryable error becomes: fatal for the run, or a failure of this request."""
@@ -406,7 +434,7 @@ class OpenAIProvider:
         return exc  # RequestFailed, or a bug: let it show
 
     async def _retry(self, kwargs: dict[str, Any], first: BaseException) -> Any:
-        from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_attempt
+        from tenacity import AsyncRetrying, RetryError, retry_if_exception
 
         def note(exc: BaseException, sleep: float) -> None:
             status = _status_code(exc)
@@ -420,7 +448,7 @@ class OpenAIProvider:
         note(first, delay)
         await asyncio.sleep(delay)
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts - 1),
+            stop=lambda state: self._give_up(state.attempt_number + 1, state.outcome.exception()),
             wait=lambda state: self._wait(state.attempt_number + 1, state.outcome.exception()),
             before_sleep=lambda state: note(state.outcome.exception(),
                                             state.next_action.sleep if state.next_action else 0.0),
@@ -433,17 +461,24 @@ class OpenAIProvider:
                     return await self._create_or_drop_logprobs(kwargs)
         except RetryError as e:
             exc = e.last_attempt.exception()
-            raise RequestFailed(f"gave up after {self.max_attempts} tries: {self.describe(exc)}") from None
+            tries = e.last_attempt.attempt_number + 1
+            raise RequestFailed(f"gave up after {tries} tries: {self.describe(exc)}") from None
         except Exception as e:  # noqa: BLE001
             raise self._final(e) from None
+
+    def _give_up(self, tries: int, exc: BaseException | None) -> bool:
+        """Errors get `max_attempts` tries; rate limits (transient by nature, and the server says
+        when to come back) get `max_rate_limited` before a request is left for the next run."""
+        limit = self.max_rate_limited if _status_code(exc) == 429 else self.max_attempts
+        return tries >= limit
 
     def sync_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """A blocking SDK call (files, batches) with the same retry and error rules."""
         import openai
-        from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt
+        from tenacity import RetryError, Retrying, retry_if_exception
 
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
+            stop=lambda state: self._give_up(state.attempt_number, state.outcome.exception()),
             wait=lambda state: self._wait(state.attempt_number, state.outcome.exception()),
             retry=retry_if_exception(is_retryable), reraise=False,
         )
@@ -453,7 +488,7 @@ class OpenAIProvider:
                     self.stats.requests += 1
                     return fn(*args, **kwargs)
         except RetryError as e:
-            raise RoutelabError(f"gave up after {self.max_attempts} tries: "
+            raise RoutelabError(f"gave up after {e.last_attempt.attempt_number} tries: "
                                 f"{self.describe(e.last_attempt.exception())}") from None
         except openai.APIError as e:
             raise (self.fatal(e) or RoutelabError(self.describe(e))) from None
@@ -482,14 +517,13 @@ class OpenAIProvider:
             body["n"] = self.samples
         elif self.use_logprobs:
             body["logprobs"] = True  # the chosen tokens' logprobs are enough: exp(sum) is the confidence
+        for k in self.unsupported:
+            body.pop(k, None)
         return body
 
     async def aroute(self, example: Example, actions: Sequence[Action]) -> Route:
         names = {a.name for a in actions}
         body = self.request_body(example, actions)
-        if not self.use_logprobs:
-            body.pop("logprobs", None)
-            body.pop("top_logprobs", None)
         t0 = time.perf_counter()
         completion = await self._call(**body)
         route = route_from_completion(completion, names, self.model)
@@ -500,7 +534,10 @@ class OpenAIProvider:
 
     async def agenerate(self, action: Action, actions: Sequence[Action], n: int, avoid: Sequence[str] = ()) -> Generated:
         messages = generate_messages(action, actions, n, avoid, self.rng)
-        completion = await self._call(messages=messages, response_format=QUESTIONS_SCHEMA, temperature=1.0)
+        params: dict[str, Any] = {"messages": messages, "response_format": QUESTIONS_SCHEMA, "temperature": 1.0}
+        for k in self.unsupported:
+            params.pop(k, None)
+        completion = await self._call(**params)
         tokens_in, tokens_out = _usage(completion)
         choices = completion.get("choices") or [{}]
         msg = choices[0].get("message") or {}

@@ -232,6 +232,17 @@ def default_models(store: Store, settings=None) -> list[str]:
     return list(dict.fromkeys(models))
 
 
+def complete_models(store: Store, examples: Sequence[Example], exclude: Sequence[str] = ()) -> list[str]:
+    """Other models with a stored proposal for every one of `examples` (e.g. the OpenAI teacher
+    of an earlier labeling run): evaluable now without running them, offline too."""
+    ids = [e.id for e in examples]
+    out = []
+    for model in store.proposal_models():
+        if model not in exclude and len(store.proposals_for(model, ids)) == len(ids):
+            out.append(model)
+    return out
+
+
 def parse_models(text: str | None) -> list[str] | None:
     """`A,B , C` -> ["A", "B", "C"]; None/empty -> None (the default list)."""
     if not text:
@@ -248,26 +259,13 @@ def resolve_router(store: Store, model_id: str, settings=None):
         router = LocalTeacher(store.actions())  # no labels: zero-shot similarity
         router.model = ZERO_SHOT
         return router
+    from routelab.providers import get_router
+
     if settings is None:
         from routelab.config import settings as load
 
         settings = load()
-    try:
-        from routelab.providers import get_router
-    except ImportError:  # providers without a resolver: the local routers only
-        return _local_router(store, model_id)
     return get_router(store, model_id, settings)
-
-
-def _local_router(store: Store, model_id: str):
-    from routelab.providers.local import LocalModelRouter, LocalTeacher
-
-    if model_id == "local":
-        return LocalTeacher.from_store(store)
-    trained = store.trained_model(model_id)
-    if trained is None or trained.provider != "local" or not trained.artifact:
-        raise BadInput(f"unknown model {model_id!r} (no OpenAI key set, and no local model of that id)")
-    return LocalModelRouter(model_id, trained.artifact)
 
 
 # ---------------------------------------------------------------------------- running
@@ -362,7 +360,10 @@ def evaluate(
 
         settings = load()
     examples = check_split(store, split)
-    models = list(dict.fromkeys(models or default_models(store, settings)))
+    if not models:
+        models = default_models(store, settings)
+        models += complete_models(store, examples, exclude=models)
+    models = list(dict.fromkeys(models))
     base = base or models[0]
     if base not in models:
         models.insert(0, base)
@@ -397,11 +398,13 @@ def evaluate(
             offset = i * n
             report(offset, f"{model}: routing", force=True)
             try:
-                router = router_for(model) if router_for else resolve_router(store, model, settings)
-                proposals = predict(
-                    store, router, examples, confirm=confirm, spend_limit=settings.spend_limit,
-                    on_progress=lambda done, m=model, o=offset: report(o + done, f"{m}: routing"),
-                )
+                proposals = store.proposals_for(model, [e.id for e in examples])
+                if len(proposals) < n:  # only then is the model needed (a stored run needs no key)
+                    router = router_for(model) if router_for else resolve_router(store, model, settings)
+                    proposals = predict(
+                        store, router, examples, confirm=confirm, spend_limit=settings.spend_limit,
+                        on_progress=lambda done, m=model, o=offset: report(o + done, f"{m}: routing"),
+                    )
             except RoutelabError as e:
                 run.errors[model] = str(e)
                 continue
@@ -550,7 +553,7 @@ HEADLINE_COLUMNS = [
 ]
 
 __all__ = [
-    "EvalRun", "HEADLINE_COLUMNS", "INVALID", "ZERO_SHOT", "add_improvement", "check_split",
+    "EvalRun", "HEADLINE_COLUMNS", "INVALID", "ZERO_SHOT", "add_improvement", "check_split", "complete_models",
     "classification_metrics", "default_models", "evaluate", "headline_row", "labelled_examples", "latest",
     "paired_difference", "parse_models", "percentile", "predict", "resolve_router", "score", "to_json",
     "wilson_interval",

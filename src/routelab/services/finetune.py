@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -140,7 +140,7 @@ class OpenAITrainer(Trainer):
         sha = sha256_file(path)
         api = self.api
         known = store.find_upload("openai", api.base_url, sha, "fine-tune")
-        if known:
+        if known and api.file_exists(known):
             store.add_job_events([JobEvent(job_id=job.id, message=f"{path.name} already uploaded as {known} (same sha256)")])
             return known
         obj = api.upload_file(path, "fine-tune")

@@ -144,13 +144,34 @@ class JobService:
         self, job_id: int | str, *, on_event: Callable[[JobEvent], None] | None = None,
         on_update: Callable[[Job], None] | None = None, interval: float = POLL_SECONDS,
         should_stop: Callable[[], bool] = lambda: False, sleep: Callable[[float], None] = time.sleep,
-        after_event: int = 0,
+        after_event: int = 0, on_error: Callable[[str], None] | None = None, max_failures: int = 10,
     ) -> Job:
-        """Poll until the job ends (or should_stop()); each new stored event goes to on_event once."""
+        """Poll until the job ends (or should_stop()); each new stored event goes to on_event once.
+
+        A poll that fails for a passing reason (network, 429, 5xx: already retried inside) is
+        reported to on_error and tried again next interval, up to max_failures in a row; a
+        refusal (401, 403, 404, no quota) ends the watch at once. Either way the job itself is
+        left as it was: it is still running at the provider.
+        """
         job = self.get(job_id)
         last = after_event
+        failures = 0
         while True:
-            job = self.poll(job)
+            try:
+                job = self.poll(job)
+                failures = 0
+            except RoutelabError as e:
+                status = getattr(e, "status", None)
+                passing = status is None or status in (408, 409, 429) or status >= 500
+                if getattr(e, "code", None) == "insufficient_quota" or not passing or not hasattr(e, "status"):
+                    raise
+                failures += 1
+                if failures >= max_failures:
+                    raise
+                if on_error is not None:
+                    on_error(f"{e}; trying again ({failures}/{max_failures})")
+                sleep(interval)
+                continue
             for ev in self.store.job_events(job.id, after=last):
                 last = ev.id or last
                 if on_event is not None:

@@ -35,6 +35,7 @@ ESTIMATE_SAMPLE = 40  # prompts tokenised to estimate a run's cost
 FLUSH_SECONDS = 0.5  # how often the job row gets the latest counts
 OVERSPEND = 1.5  # stop when the spend passes this multiple of max(estimate, limit)
 MAX_ERRORS_KEPT = 20
+BATCH_MAX = 50_000  # requests the Batch API takes in one batch; the rest go in the next one
 
 
 @dataclass
@@ -155,6 +156,21 @@ def close_orphaned_jobs(store: Store, kind: str) -> None:
                              error="interrupted: the process running it ended; the next run continued it")
 
 
+def check_no_concurrent_run(store: Store, router: Router) -> None:
+    """Two runs of the same model on one workspace would pay twice for the same examples."""
+    from datetime import datetime, timedelta, timezone
+
+    recent = (datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat(timespec="milliseconds")
+    for job in store.jobs(kind="label", active_only=True):
+        pid = job.params.get("pid")
+        if (job.model == router.model and pid != os.getpid() and _pid_alive(pid)
+                and job.updated_at >= recent):
+            raise RoutelabError(
+                f"another run (job {job.id}, process {pid}) is labelling with {router.model} in this workspace; "
+                "wait for it or stop it, then run again (nothing is lost either way)"
+            )
+
+
 class _Run:
     """Book-keeping shared by the local and the remote paths: tracker, job row, events."""
 
@@ -235,6 +251,7 @@ def label(
         hard_limit = max(spend_limit, estimate.cost) * OVERSPEND
         router.api.load()  # type: ignore[attr-defined]
     close_orphaned_jobs(store, "label")
+    check_no_concurrent_run(store, router)
     job = store.create_job(Job(
         kind="label", provider=router.provider, model=router.model, status=JobStatus.RUNNING,
         progress_total=total,
@@ -248,6 +265,9 @@ def label(
     run.event(f"labelling {total} examples with {router.model}"
               + (f" ({mode})" if mode else "") + (f", concurrency {concurrency}" if is_async(router) else "")
               + (f"; estimate ${estimate.cost:.4f}" if estimate else ""))
+    stats = getattr(getattr(router, "api", None), "stats", None)
+    retries_before = stats.retries if stats else 0
+    reasons_before = dict(stats.by_reason) if stats else {}
     status, error = JobStatus.FAILED, None
     try:
         if is_async(router):
@@ -266,8 +286,7 @@ def label(
         r = run.result
         r.elapsed = run.tracker.elapsed
         r.remaining = store.count_unproposed(router.model, prompt_version=pv, flt=flt)
-        stats = getattr(getattr(router, "api", None), "stats", None)
-        r.retries = stats.retries if stats else 0
+        r.retries = stats.retries - retries_before if stats else 0
         if status == JobStatus.SUCCEEDED and r.failed:
             error = f"{r.failed} requests failed (those examples stay unlabelled: run again to retry them)"
         r.status = str(status)
@@ -275,7 +294,8 @@ def label(
                    f"{r.tokens_in + r.tokens_out} tokens, ${r.cost:.4f}, {r.elapsed:.1f}s")
         result_doc = {k: v for k, v in r.as_dict().items() if k not in ("errors", "estimate")}
         if stats:
-            result_doc["retry_reasons"] = dict(stats.by_reason)
+            result_doc["retry_reasons"] = {k: v - reasons_before.get(k, 0) for k, v in stats.by_reason.items()
+                                           if v > reasons_before.get(k, 0)}
             result_doc["logprobs_disabled"] = stats.logprobs_disabled
         try:
             store.update_job(job.id, status=status, error=error, result=result_doc,
@@ -412,7 +432,7 @@ def label_batch(
     estimate = None
     if job is None:
         pending = store.count_unproposed(router.model, prompt_version=pv, flt=flt)
-        total = pending if limit is None else min(pending, limit)
+        total = min(BATCH_MAX, pending if limit is None else min(pending, limit))
         if total == 0:
             return LabelResult(model=router.model, provider=router.provider, status="nothing to do")
         estimate = estimate_label_cost(store, router, actions, total, flt=flt, batch=True)

@@ -133,9 +133,10 @@ class Store:
         if path.exists():
             if path.is_dir():
                 raise BadInput(f"{path}: is a directory, not a workspace file")
-            with path.open("rb") as f:
-                head = f.read(16)
-            if head != SQLITE_MAGIC:
+            # No open()/read() of the file here: closing any descriptor of a database file drops
+            # every POSIX lock this process holds on it (SQLite's WAL guard), and another process
+            # would then delete the -wal of our open connections. SQLite checks the header below.
+            if path.stat().st_size == 0:
                 raise BadInput(f"{path}: not a routelab workspace (not an SQLite database)")
         elif not create:
             raise BadInput(f"{path}: no such workspace")
@@ -145,7 +146,11 @@ class Store:
             conn = sqlite3.connect(
                 str(path), isolation_level=None, check_same_thread=False, timeout=30
             )
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.DatabaseError:
+                conn.close()
+                raise BadInput(f"{path}: not a routelab workspace (not an SQLite database)") from None
             if version > LATEST:
                 conn.close()
                 raise BadInput(

@@ -17,6 +17,7 @@ from textual.widgets import Footer, TabbedContent, TabPane
 
 from routelab.tui.components.header import StatusHeader
 from routelab.tui.components.help import HelpScreen
+from routelab.tui.messages import OpenInPlayground, ShowExamples
 from routelab.tui.panes.evaluate import EvaluatePane
 from routelab.tui.panes.jobs import JobsPane
 from routelab.tui.panes.playground import PlaygroundPane
@@ -86,14 +87,32 @@ class RoutelabApp(App):
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
         if tab == "review":
-            self.query_one(ReviewPane).focus()
+            self._focus_review()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "review":
-            self.query_one(ReviewPane).focus()
+            self._focus_review()
+
+    def _focus_review(self) -> None:
+        """Keys go to the review pane, unless something inside it (the search box) has focus."""
+        pane = self.query_one(ReviewPane)
+        if self.focused is None or pane not in self.focused.ancestors_with_self:
+            pane.focus()
 
     def on_review_pane_progress(self, event: ReviewPane.Progress) -> None:
         self.query_one(StatusHeader).set_progress(event.reviewed, event.total, event.pace)
+
+    def on_show_examples(self, event: ShowExamples) -> None:
+        """Another pane (e.g. a confusion-matrix cell in Evaluate) opens questions in Review."""
+        self.action_show_tab("review")
+        self.query_one(ReviewPane).show_examples(event.ids, event.title)
+
+    def on_open_in_playground(self, event: OpenInPlayground) -> None:
+        pane = self.query_one(PlaygroundPane)
+        select = getattr(pane, "select_model", None)
+        if select is not None:
+            self.action_show_tab("playground")
+            select(event.model_id)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

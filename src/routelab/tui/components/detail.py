@@ -7,6 +7,7 @@ through `printable` and into `Text`, never into markup.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from rich.console import Group
 from rich.text import Text
@@ -24,6 +25,14 @@ def _clean(s: str | None) -> str:
 def _cell(s: str, width: int) -> str:
     s = _clean(s)
     return s[: width - 1] + "…" if len(s) > width else s.ljust(width)
+
+
+def _local_time(at: str) -> str:
+    """A decision's time as the operator's clock shows it."""
+    try:
+        return datetime.fromisoformat(at).astimezone().strftime("%H:%M:%S")
+    except ValueError:
+        return at[:19]
 
 
 def render_detail(
@@ -52,14 +61,17 @@ def render_detail(
             line = Text(no_wrap=True, overflow="ellipsis")
             chosen = best is not None and p.id == best.id
             line.append("⏎ " if chosen else "  ", style="bold green")
-            line.append(_cell(p.model, 22) + " ", style="bold" if chosen else "")
             if p.valid and p.action:
-                line.append(_cell(p.action, 28) + " ")
-                line.append(f"{p.confidence:.2f}" if p.confidence is not None else "  — ")
+                line.append(f"{p.confidence:.2f}  " if p.confidence is not None else "  —   ")
+            else:
+                line.append("  ✗   ", style="red")
+            line.append(_cell(p.model, 18) + " ", style="bold" if chosen else "")
+            if p.valid and p.action:
+                line.append(_clean(p.action), style="bold" if chosen else "")
                 if best is not None and p.action != best.action:
                     line.append("  ≠ disagrees", style="yellow")
             else:
-                line.append("✗ invalid", style="red")
+                line.append("invalid", style="red")
                 if p.raw:
                     line.append("  " + _clean(p.raw).replace("\n", " ")[:60], style="dim")
             parts.append(line)
@@ -83,7 +95,7 @@ def render_detail(
         parts.append(Text("history", style="bold"))
         for d in list(history)[-8:]:
             line = Text("  ")
-            line.append(d.at[11:19] if len(d.at) >= 19 else d.at, style="dim")
+            line.append(_local_time(d.at), style="dim")
             line.append(f"  {d.kind}", style=KIND_STYLE.get(str(d.kind), ""))
             if d.action:
                 line.append(f" {_clean(d.action)}")

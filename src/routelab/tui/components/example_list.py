@@ -37,18 +37,32 @@ class RowWindow:
         self.page = page
         self.max_rows = max_rows
         self.count = 0
+        self.exact = True  # False while the count is provisional (see reset)
         self.start = 0
         self.rows: list[Example] = []
         self.fetches = 0  # for tests and the bench: how many queries the window made
 
     # ------------------------------------------------------------ loading
 
-    def reset(self, flt: ExampleFilter | None = None, *, count: int | None = None) -> None:
+    def reset(self, flt: ExampleFilter | None = None, *, count: int | None = None, defer_count: bool = False) -> None:
+        """The first rows of a (new) filter. With `defer_count` the COUNT is left to the caller
+        (a worker thread: it can take a second on a million rows) and `count` is provisional,
+        one past the rows known, growing as the rows are paged, until `set_count`."""
         if flt is not None:
             self.flt = flt
         self.start = 0
         self.rows = self._fetch(limit=self.page)
-        self.count = self.store.count(self.flt) if count is None else count
+        if count is not None:
+            self.set_count(count)
+        elif len(self.rows) < self.page:
+            self.set_count(len(self.rows))
+        elif defer_count:
+            self.count, self.exact = len(self.rows) + 1, False
+        else:
+            self.set_count(self.store.count(self.flt))
+
+    def set_count(self, count: int) -> None:
+        self.count, self.exact = count, True
 
     def reload_around(self, example_id: int | None, offset_hint: int = 0) -> int:
         """After outside changes: fresh count and rows, the cursor kept on `example_id` if it still matches.
@@ -57,14 +71,14 @@ class RowWindow:
         count = self.store.count(self.flt)
         if example_id is not None:
             return self.reanchor(example_id, self.store.position(self.flt, example_id), count)
-        self.count = count
+        self.set_count(count)
         self._load_at(max(0, min(offset_hint, self.count - 1) - self.page // 2))
         return max(0, min(offset_hint, self.count - 1))
 
     def reanchor(self, example_id: int, position: int, count: int) -> int:
         """Rows around `example_id` by keyset, given its position and the count (computed elsewhere,
         e.g. in a worker thread). If it left the filter, the cursor lands on the row after it."""
-        self.count = count
+        self.set_count(count)
         before = self._fetch(before=example_id, limit=self.page // 2)
         after = self._fetch(after=example_id - 1, limit=self.page)
         self.rows = before + after
@@ -101,9 +115,11 @@ class RowWindow:
             while self.end <= offset:  # step forward by keyset
                 more = self._fetch(after=self.rows[-1].id, limit=self.page)
                 if not more:
-                    self.count = self.end  # the filter shrank under us (another process)
+                    self.count = self.end  # the end (or the filter shrank under us: another process)
                     return
                 self.rows += more
+                if not self.exact:
+                    self.count = max(self.count, self.end + (len(more) == self.page))
             self._trim(keep=offset)
         elif self.rows and self.start - self.page <= offset < self.start:
             while offset < self.start:  # step backward by keyset
@@ -116,7 +132,7 @@ class RowWindow:
             if self.start < 0:  # the filter changed under us; re-anchor
                 self._load_at(max(0, offset - self.page // 2))
             self._trim(keep=offset)
-        elif offset >= self.count - self.page * 2:
+        elif self.exact and offset >= self.count - self.page * 2:
             self._load_tail()
         else:
             self._load_at(max(0, offset - self.page // 2))
@@ -203,6 +219,7 @@ class ExampleList(ScrollView, can_focus=True):
         self._line_cache: dict[tuple, Strip] = {}
         self._base_style: Style | None = None
         self._size_timer = None
+        self._frame: tuple[int, int] | None = None
 
 
     # ------------------------------------------------------------ data
@@ -276,9 +293,20 @@ class ExampleList(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------ drawing
 
+    def render_lines(self, crop):
+        # what every line needs, computed once per paint instead of once per line
+        self._frame = (self.scrollable_content_region.width or self.size.width, round(self.scroll_offset.y))
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame = None
+
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width or self.size.width
-        offset = round(self.scroll_offset.y) + y
+        frame = self._frame
+        if frame is None:
+            frame = (self.scrollable_content_region.width or self.size.width, round(self.scroll_offset.y))
+        width, top = frame
+        offset = top + y
         base = self._base_style
         if base is None:  # computing rich_style costs more than drawing a row: once per style change
             base = self._base_style = self.rich_style

@@ -110,7 +110,8 @@ class PickerScreen(ModalScreen[str | None]):
                 t.append(item.hint.rjust(width) + "  ", style="dim")
             t.append(printable(item.label), style="bold" if item.value == self.current else "")
             room = 72 - width - len(item.label)
-            if item.description and item.description != item.label and room > 12:
+            plain = item.label.replace("_", " ").lower()
+            if item.description and item.description.lower() not in (item.label.lower(), plain) and room > 12:
                 desc = " ".join(printable(item.description).split())
                 t.append("  " + (desc if len(desc) <= room else desc[: room - 1] + "…"), style="dim")
             options.append(Option(t))

@@ -44,6 +44,16 @@ STATUS_MARK = {
 }
 
 
+JOBS_KEYS: list[tuple[str, str]] = [
+    ("↑ ↓", "select a job: its status, progress, loss chart and events on the right"),
+    ("f", "fine-tune (OpenAI when OPENAI_API_KEY is set, else local); shows the estimate first"),
+    ("l", "fine-tune the embedded local router (free, offline, seconds)"),
+    ("c", "cancel the selected job"),
+    ("p", "open the selected job's model in the Playground"),
+    ("r", "refresh now"),
+]
+
+
 def _dur(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -75,6 +85,10 @@ class JobsPane(Vertical):
         Binding("r", "refresh", "Refresh", show=False),
     ]
 
+    @staticmethod
+    def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
+        return [("Jobs", JOBS_KEYS)]
+
     poll_interval = 1.0  # seconds between store reads
     remote_interval = 5.0  # seconds between calls to a provider about one job
 
@@ -88,7 +102,8 @@ class JobsPane(Vertical):
         self._last_remote: dict[int, float] = {}
         self._resumed = False
         self._poll_store = None
-        self._signature: tuple = ()
+        self._rows: dict[int, tuple] = {}
+        self._columns: list = []
         self._stopped = False
         self._polling = False
         self._poll_again = False
@@ -102,7 +117,7 @@ class JobsPane(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(id="jobs-main"):
             table = DataTable(id="jobs-table", cursor_type="row", zebra_stripes=False)
-            table.add_columns("", "job", "kind", "status", "model")
+            self._columns = table.add_columns("", "job", "kind", "status", "model")
             yield table
             with Vertical(id="job-detail"):
                 yield Static(Text("no job selected", style="dim"), id="job-title")
@@ -242,22 +257,29 @@ class JobsPane(Vertical):
                     log.write(self._event_text(ev))
         self._show_detail()
 
+    @staticmethod
+    def _cells(j: Job) -> list[Text]:
+        mark, style = STATUS_MARK.get(j.status.value, ("?", ""))
+        return [Text(mark, style=style), Text(str(j.id)), Text(j.kind), Text(j.status.value, style=style),
+                literal(j.result.get("fine_tuned_model") or j.model or "")]
+
     def _fill_table(self) -> None:
         table = self.query_one("#jobs-table", DataTable)
-        signature = tuple((j.id, j.status.value, j.model) for j in self.jobs)
-        if signature == self._signature:
+        rows = {j.id: (j.status.value, j.model, j.result.get("fine_tuned_model")) for j in self.jobs}
+        if list(rows) == list(self._rows):  # same jobs: update the rows that changed, in place
+            for j in self.jobs:
+                if rows[j.id] != self._rows[j.id]:
+                    for column, cell in zip(self._columns, self._cells(j)):
+                        table.update_cell(str(j.id), column, cell)
+            self._rows = rows
             return
-        self._signature = signature
-        table.clear()
-        for j in self.jobs:
-            mark, style = STATUS_MARK.get(j.status.value, ("?", ""))
-            table.add_row(Text(mark, style=style), Text(str(j.id)), Text(j.kind), Text(j.status.value, style=style),
-                          literal(j.result.get("fine_tuned_model") or j.model or ""), key=str(j.id))
-        if self.selected is not None:
-            try:
-                table.move_cursor(row=table.get_row_index(str(self.selected)))
-            except Exception:
-                pass
+        self._rows = rows
+        with self.prevent(DataTable.RowHighlighted):  # rebuilding is not the user moving the cursor
+            table.clear()
+            for j in self.jobs:
+                table.add_row(*self._cells(j), key=str(j.id))
+            if self.selected is not None and str(self.selected) in table.rows:
+                table.move_cursor(row=table.get_row_index(str(self.selected)), animate=False)
 
     @on(DataTable.RowHighlighted, "#jobs-table")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:

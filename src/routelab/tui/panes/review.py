@@ -107,6 +107,7 @@ class ReviewPane(Vertical, can_focus=True):
         self.status_counts: dict[str, int] | None = None
         self._seq = 0  # bumps on every local change; background results from an older seq are dropped
         self._data_version: int | None = None
+        self.ids_title = ""  # what an explicit set of questions (ShowExamples) is called
 
     # ------------------------------------------------------------------ layout
 
@@ -129,7 +130,7 @@ class ReviewPane(Vertical, can_focus=True):
         self.actions = self.store.actions()
         self.teacher = preferred_teacher(self.store)
         self.window = RowWindow(self.store, self.flt)
-        self.window.reset()
+        self.window.reset(defer_count=True)  # first rows now; the COUNT in a worker
         self._data_version = self._version()
         self.dataset.set_window(self.window)
         self.query_one("#review-search", Input).display = False
@@ -137,6 +138,7 @@ class ReviewPane(Vertical, can_focus=True):
         self._show_current()
         self._paint_filter()
         self._load_counts()
+        self._count_filter()
         self.set_interval(POLL_SECONDS, self._poll)
         self.focus()
 
@@ -162,7 +164,8 @@ class ReviewPane(Vertical, can_focus=True):
             history = self.store.history(ex.id)
             self.best = best_proposal(proposals, self.teacher)
             self.query_one(DetailView).show(render_detail(ex, proposals, history, self.best))
-        self._paint_progress()
+        # the counts repaint in the frame after the question: the question is on screen first
+        self.call_after_refresh(self._paint_progress)
         self.post_message(self.Shown(ex.id if ex else None))
 
     def _filter_text(self) -> str:
@@ -176,6 +179,8 @@ class ReviewPane(Vertical, can_focus=True):
             value = getattr(f, name)
             if value is not None:
                 parts.append(f"{name} {printable(value)}")
+        if f.ids is not None:
+            parts.append(self.ids_title or f"{len(f.ids)} chosen")
         if f.query:
             parts.append(f"/{printable(f.query)}")
         return " · ".join(parts)
@@ -195,7 +200,8 @@ class ReviewPane(Vertical, can_focus=True):
         t = Text(no_wrap=True, overflow="ellipsis", justify="right")
         n = self.window.count if self.window else 0
         pos = self.dataset.cursor + 1 if n else 0
-        t.append(f"{pos:,}/{n:,} here")
+        exact = self.window is None or self.window.exact
+        t.append(f"{pos:,}/{n:,} here" if exact else f"{pos:,}/counting… here")
         prog = self._progress()
         pace = self.pace.per_minute()
         if prog is not None:
@@ -222,7 +228,11 @@ class ReviewPane(Vertical, can_focus=True):
         self._show_current()
 
     def action_last(self) -> None:
-        self.dataset.move_to((self.window.count if self.window else 1) - 1)
+        assert self.window is not None
+        if not self.window.exact:  # still counting: count now (the operator asked for the end)
+            self.window.set_count(self.window.store.count(self.flt))
+            self.dataset.sync()
+        self.dataset.move_to(self.window.count - 1)
         self._show_current()
 
     def on_example_list_clicked(self, event: ExampleList.Clicked) -> None:
@@ -367,12 +377,18 @@ class ReviewPane(Vertical, can_focus=True):
         assert self.window is not None
         self.flt = flt
         self._seq += 1
-        self.window.reset(flt)
+        self.window.reset(flt, defer_count=True)
+        self._count_filter()
         self.dataset.cursor = 0
         self.dataset.scroll_to(y=0, animate=False, immediate=True)
         self.dataset.sync()
         self._paint_filter()
         self._show_current()
+
+    def show_examples(self, ids: list[int], title: str = "") -> None:
+        """Review exactly these questions, whatever their status (e.g. a confusion-matrix cell)."""
+        self.ids_title = printable(title) if title else f"{len(ids)} chosen"
+        self.set_filter(ExampleFilter(ids=tuple(ids)))
 
     def action_search(self) -> None:
         box = self.query_one("#review-search", Input)
@@ -486,14 +502,31 @@ class ReviewPane(Vertical, can_focus=True):
             self._paint_progress()  # the pace moves with the clock
 
     def action_reload(self) -> None:
-        assert self.window is not None and self.store is not None
+        """Re-read counts, rows and the catalog (in a worker; the cursor stays on its question)."""
         self._seq += 1
-        self.actions = self.store.actions()
-        self.query_one("#review-catalog", Static).update(render_catalog(self.actions))
-        self.dataset.cursor = self.window.reload_around(self.shown.id if self.shown else None, self.dataset.cursor)
+        self._merge_outside()
+
+    @work(thread=True, exclusive=True, group="review-filter-count")
+    def _count_filter(self) -> None:
+        assert self.window is not None
+        if self.window.exact:
+            return
+        seq, flt = self._seq, self.flt
+        with Store.open(self.db_path) as s:
+            n = s.count(flt)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._set_filter_count, seq, flt, n)
+
+    def _set_filter_count(self, seq: int, flt: ExampleFilter, n: int) -> None:
+        assert self.window is not None
+        if flt != self.flt or self.window.exact:
+            return
+        if seq != self._seq:
+            self._count_filter()  # decided meanwhile: count again
+            return
+        self.window.set_count(n)
         self.dataset.sync()
-        self._show_current()
-        self._load_counts()
+        self._paint_progress()
 
     @work(thread=True, exclusive=True, group="review-counts")
     def _load_counts(self) -> None:
