@@ -178,3 +178,19 @@ def test_stored_predictions_are_evaluated_offline(demo_store, run_cli, monkeypat
     r = run_cli("--db", demo_store.path, "eval", "--json")  # offline now: gpt-4.1 needs no call
     assert r.code == 0, r.err
     assert [m["model"] for m in json.loads(r.out)["models"]] == [ev.ZERO_SHOT, "local", "gpt-4.1"]
+
+
+def test_fine_tuned_openai_model_routes_with_the_prompt_it_was_trained_on(demo_store, run_cli, fake_openai):
+    """Fine-tuning data uses the fixed (unshuffled) router prompt; routing must use the same."""
+    from routelab.domain import TrainedModel
+    from routelab.providers.prompts import router_system_prompt
+
+    prompt = router_system_prompt(demo_store.actions())
+    model = "ft:gpt-4.1-mini-2025-04-14:routelab:fixed1"
+    demo_store.save_model(TrainedModel(id=model, provider="openai", base="gpt-4.1-mini-2025-04-14",
+                                       params={"system_prompt": prompt}))
+    for _ in range(3):
+        r = run_cli("--db", demo_store.path, "route", "can I see my payslip", "--model", model, "--json")
+        assert r.code == 0, r
+    systems = [b["messages"][0]["content"] for b in fake_openai.chat_requests() if b["model"] == model]
+    assert systems == [prompt] * 3

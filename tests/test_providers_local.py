@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from routelab.config import Settings
-from routelab.domain import BadInput, NewExample, TrainedModel
+from routelab.domain import BadInput, NewExample, Status, TrainedModel
+from routelab.store import ExampleFilter
 from routelab.providers import default_teacher, get_router
 from routelab.providers.local import MIN_LABELS, LocalModelRouter, LocalTeacher
 from routelab.providers.local_model import LinearRouter, embed
@@ -116,3 +117,22 @@ def test_registry_resolves_local_trained_and_openai_models(store, monkeypatch):
     router = get_router(store, "gpt-4.1-mini", settings, timeout=3)
     assert router.provider == "openai" and router.model == "gpt-4.1-mini"
     assert "dummy-not-a-key" not in repr(router.api)
+
+
+def test_trained_teacher_is_fitted_once_per_set_of_labels(demo_store):
+    """Routing, eval and the playground reuse the fitted teacher until the labels change."""
+    from routelab.providers.local import LocalTeacher
+
+    first = LocalTeacher.from_store(demo_store)
+    assert first.trained
+    first.route_batch(demo_store.page(limit=3))
+    cached = demo_store.trained_model("local")
+    assert cached.kind == "teacher" and cached.params["fingerprint"] == first.fingerprint()
+    assert demo_store.trained_models() == []  # the cache is not a fine-tuned model
+
+    again = LocalTeacher.from_store(demo_store)
+    assert again._cached() is not None  # no second fit
+    unlabelled = demo_store.page(ExampleFilter(status=Status.UNREVIEWED, split="train"), limit=1)[0]
+    demo_store.decide(unlabelled.id, "override", "escalate")
+    changed = LocalTeacher.from_store(demo_store)
+    assert changed.fingerprint() != first.fingerprint() and changed._cached() is None

@@ -46,6 +46,8 @@ def get_router(store, model_id: str, settings, **kwargs: Any) -> Router:
         if not trained.artifact:
             raise BadInput(f"local model {model_id!r} has no stored artifact")
         return LocalModelRouter(model_id, trained.artifact)
+    if trained is not None and trained.params.get("system_prompt"):
+        kwargs.setdefault("system_prompt", trained.params["system_prompt"])  # what it was fine-tuned on
     return openai_router(model_id, settings, **kwargs)
 
 

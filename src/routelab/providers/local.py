@@ -61,9 +61,12 @@ class LocalTeacher(Router):
     model = "local"
     prompt_version = PROMPT_VERSION
 
-    def __init__(self, actions: Sequence[Action], labelled: Sequence[Example] = ()):
-        """`labelled`: reviewed examples (with a label) to learn from; test-split ones are dropped."""
+    def __init__(self, actions: Sequence[Action], labelled: Sequence[Example] = (), store=None):
+        """`labelled`: reviewed examples (with a label) to learn from; test-split ones are dropped.
+        With a `store`, the fitted model is cached in its `models` table (kind "teacher"),
+        keyed by a fingerprint of the training set, so it is fitted once per set of labels."""
         self.actions = list(actions)
+        self.store = store
         names = {a.name for a in self.actions}
         self.training = [e for e in labelled if e.label in names and e.split != "test"]
         per_action = Counter(e.label for e in self.training)
@@ -85,7 +88,7 @@ class LocalTeacher(Router):
                 break
             labelled += [e for e in page if e.split != "test" and e.label]
             after = page[-1].id
-        return cls(actions, labelled)
+        return cls(actions, labelled, store=store)
 
     @property
     def mode(self) -> str:
@@ -100,17 +103,51 @@ class LocalTeacher(Router):
 
                 raise BadInput("the workspace has no actions yet: routelab actions add NAME --description D")
             if self.trained:
-                import numpy as np
+                self._model = self._cached()
+                if self._model is None:
+                    import numpy as np
 
-                vectors = np.vstack([embed_examples(self.training), embed([action_text(a) for a in self.actions])])
-                labels = [e.label for e in self.training] + [a.name for a in self.actions]
-                self._model = LinearRouter.fit(vectors, labels)
+                    vectors = np.vstack([embed_examples(self.training), embed([action_text(a) for a in self.actions])])
+                    labels = [e.label for e in self.training] + [a.name for a in self.actions]
+                    self._model = LinearRouter.fit(vectors, labels)
+                    self._cache(self._model)
             else:
                 self._model = LinearRouter.zero_shot(self.actions)
         return self._model
 
     def route_batch(self, examples: Sequence[Example], actions: Sequence[Action] | None = None) -> list[Route]:
         return _routes(self._router(), examples, "trained" if self.trained else "zero-shot")
+
+    def fingerprint(self) -> str:
+        """What the trained model depends on: the catalog and every (example, label) it learns from."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for a in self.actions:
+            h.update(f"{a.name}\x1f{a.description}\x1e".encode())
+        for e in sorted(self.training, key=lambda e: e.id):
+            h.update(f"{e.id}\x1f{e.label}\x1e".encode())
+        return h.hexdigest()[:16]
+
+    def _cached(self):
+        if self.store is None:
+            return None
+        from routelab.providers.local_model import LinearRouter
+
+        cached = self.store.trained_model(self.model)
+        if cached is None or cached.kind != "teacher" or cached.params.get("fingerprint") != self.fingerprint():
+            return None
+        return LinearRouter.from_bytes(cached.artifact)
+
+    def _cache(self, model) -> None:
+        if self.store is None:
+            return
+        from routelab.domain import TrainedModel
+
+        self.store.save_model(TrainedModel(
+            id=self.model, provider="local", kind="teacher", artifact=model.to_bytes(),
+            params={"fingerprint": self.fingerprint(), "labels": len(self.training)},
+        ))
 
 
 class LocalModelRouter(Router):

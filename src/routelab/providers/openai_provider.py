@@ -301,6 +301,7 @@ class OpenAIProvider:
         max_attempts: int = MAX_ATTEMPTS, max_rate_limited: int = MAX_RATE_LIMITED, samples: int = 1,
         logprobs: bool = True, seed: int | None = None,
         backoff: float = 0.5, on_retry: Callable[[str, float], None] | None = None,
+        system_prompt: str | None = None,
     ):
         if samples < 1:
             raise BadInput("--samples must be at least 1")
@@ -317,6 +318,8 @@ class OpenAIProvider:
         self.rng = random.Random(seed)
         self.stats = CallStats()
         self.unsupported: set[str] = set()  # optional parameters this endpoint refused this run
+        # A fine-tuned router must see the exact (unshuffled) system prompt it was trained on.
+        self.system_prompt = system_prompt
         self._client = None
         self._client_loop = None
 
@@ -508,8 +511,11 @@ class OpenAIProvider:
 
     def request_body(self, example: Example, actions: Sequence[Action]) -> dict[str, Any]:
         """The chat completion parameters for one example (also a Batch API line's body)."""
+        messages = route_messages(example, actions, self.rng)
+        if self.system_prompt is not None:
+            messages[0] = {"role": "system", "content": self.system_prompt}
         body: dict[str, Any] = {
-            "messages": route_messages(example, actions, self.rng),
+            "messages": messages,
             "response_format": route_schema([a.name for a in actions]),
             "temperature": 1.0 if self.samples > 1 else 0.0,
         }

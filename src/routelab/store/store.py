@@ -704,12 +704,16 @@ class Store:
         rows = self._rows(f"SELECT {cols} FROM models WHERE id = ?", (model_id,))
         return _trained_model(rows[0]) if rows else None
 
-    def trained_models(self, *, provider: str | None = None) -> list[TrainedModel]:
-        sql = "SELECT id, provider, kind, base, job_id, params, metrics, created_at FROM models"
+    def trained_models(self, *, provider: str | None = None, kind: str | None = "finetune") -> list[TrainedModel]:
+        """Models training produced (by default fine-tunes, not the local teacher's cache)."""
+        sql = "SELECT id, provider, kind, base, job_id, params, metrics, created_at FROM models WHERE 1"
         args: list[Any] = []
         if provider:
-            sql += " WHERE provider = ?"
+            sql += " AND provider = ?"
             args.append(provider)
+        if kind:
+            sql += " AND kind = ?"
+            args.append(kind)
         return [_trained_model(r) for r in self._rows(sql + " ORDER BY created_at", args)]
 
     def find_upload(self, provider: str, base_url: str, sha256: str, purpose: str) -> str | None:

@@ -40,6 +40,15 @@ APP_KEYS: list[tuple[str, str]] = [
 ]
 
 
+def pane_help(pane: type) -> list[tuple[str, list[tuple[str, str]]]]:
+    """A pane's own help sections, or its bindings when it has none."""
+    sections = getattr(pane, "help_sections", None)
+    if sections is not None:
+        return sections()
+    title = pane.__name__.removesuffix("Pane")
+    return [(title, [(b.key.replace("ctrl+", "Ctrl+"), b.description) for b in pane.BINDINGS])]
+
+
 def _teacher_label(db_path: Path) -> str:
     """`openai gpt-4.1` when a key is configured, else `local` (no network)."""
     try:
@@ -117,7 +126,9 @@ class RoutelabApp(App):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen([*ReviewPane.help_sections(), ("App", APP_KEYS)]))
+        sections = [section for pane in (ReviewPane, JobsPane, EvaluatePane, PlaygroundPane)
+                    for section in pane_help(pane)]
+        self.push_screen(HelpScreen([*sections, ("App", APP_KEYS)]))
 
     def _review(self, action: str):
         def run() -> None:
