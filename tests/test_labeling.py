@@ -354,3 +354,27 @@ def test_a_second_concurrent_run_of_the_same_model_is_refused(store, fake_openai
     assert label(store, teacher(model="gpt-4.1-mini")).labelled == 5  # another model is fine
     store.update_job(other.id, status=JobStatus.SUCCEEDED)
     assert label(store, teacher()).labelled == 5
+
+
+def test_cancelling_the_job_stops_the_run_and_keeps_what_arrived(store, fake_openai):
+    """`routelab jobs cancel` (or the Jobs pane) stops a label run; nothing already answered is lost."""
+    from routelab.domain import JobStatus
+    from routelab.services.jobs import JobService
+
+    add_questions(store, 60)
+    fake_openai.latency = 0.05
+    cancelled = []
+
+    def progress(p):
+        if p.done >= 5 and not cancelled:
+            job = store.jobs(kind="label")[0]
+            JobService(store).cancel(job.id)
+            cancelled.append(job.id)
+
+    result = label(store, teacher(), concurrency=2, progress=progress)
+    assert cancelled and result.status == "cancelled"
+    job = store.job(cancelled[0])
+    assert job.status == JobStatus.CANCELLED
+    stored = sum(per_example_counts(store, "gpt-4.1").values())
+    assert stored == result.labelled and 5 <= stored < 60
+    assert len(fake_openai.chat_requests()) == stored  # nothing answered was dropped

@@ -214,6 +214,15 @@ class _Run:
             self.result.errors.append(message)
             self.event(message, level="warn")
 
+    def cancelled(self) -> bool:
+        """Did someone cancel this job (`routelab jobs cancel`, the Jobs pane)? Read at most twice a second."""
+        now = time.monotonic()
+        if now - getattr(self, "_last_check", 0.0) >= 0.5:
+            self._last_check = now
+            current = self.store.job(self.job.id)
+            self._cancelled = current is not None and current.status == JobStatus.CANCELLED
+        return getattr(self, "_cancelled", False)
+
     def tick(self, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._last_flush >= FLUSH_SECONDS:
@@ -276,6 +285,8 @@ def label(
         else:
             _label_local(run, actions, total, flt)
         status = JobStatus.SUCCEEDED
+        if run.cancelled():
+            status, error = JobStatus.CANCELLED, "cancelled; everything finished so far is saved"
     except KeyboardInterrupt:
         status, error = JobStatus.CANCELLED, "interrupted; everything finished so far is saved"
         raise
@@ -311,7 +322,7 @@ def label(
 def _label_local(run: _Run, actions: Sequence[Action], total: int, flt: ExampleFilter) -> None:
     store, router = run.store, run.router
     after, sent = 0, 0
-    while sent < total:
+    while sent < total and not run.cancelled():
         page = store.unproposed(router.model, prompt_version=run.pv, after=after, limit=min(LOCAL_PAGE, total - sent),
                                 flt=flt)
         if not page:
@@ -342,6 +353,9 @@ async def _label_async(
             if not page:
                 break
             for e in page:
+                if run.cancelled():  # stop sending; requests in flight finish and are stored
+                    sent = total
+                    break
                 await queue.put(e)
             sent += len(page)
             after = page[-1].id
