@@ -8,6 +8,7 @@ from pathlib import Path
 
 from routelab.cli.output import add_json_flag, emit_json, table
 from routelab.domain import BadInput, JobEvent, JobStatus, printable
+from routelab.services.progress import format_duration
 
 
 def register(sub, common) -> None:
@@ -222,7 +223,7 @@ def cmd_jobs_show(ctx) -> int:
     if job.progress_total:
         print(f"progress {job.progress_done}/{job.progress_total}")
     if view.elapsed is not None:
-        print(f"elapsed {_dur(view.elapsed)}" + (f" · ETA {_dur(view.eta)}" if view.eta is not None else ""))
+        print(f"elapsed {format_duration(view.elapsed)}" + (f" · ETA {format_duration(view.eta)}" if view.eta is not None else ""))
     if view.model_id:
         print(f"model {printable(view.model_id)}")
     if view.last_metrics:
@@ -236,15 +237,6 @@ def cmd_jobs_show(ctx) -> int:
     for ev in [e for e in events if e.type == "message"][-15:]:
         print(_event_line(ev))
     return 0
-
-
-def _dur(seconds: float) -> str:
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
 def _print_event(ev: JobEvent, as_json: bool) -> None:

@@ -26,6 +26,18 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+def format_duration(seconds: float | None) -> str:
+    """45s, 6m12s, 2h05m; an em dash when unknown."""
+    if seconds is None:
+        return "—"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
 class Tracker:
     """Counts and timing of a run; `snapshot()` makes the Progress to report."""
 

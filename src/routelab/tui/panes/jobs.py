@@ -31,6 +31,7 @@ from textual.widgets import DataTable, ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState
 
 from routelab.domain import Job, JobEvent, printable
+from routelab.services.progress import format_duration
 from routelab.tui.safe import literal
 
 try:  # textual-plotext: a real line chart; the Sparkline is the fallback
@@ -52,17 +53,6 @@ JOBS_KEYS: list[tuple[str, str]] = [
     ("p", "open the selected job's model in the Playground"),
     ("r", "refresh now"),
 ]
-
-
-def _dur(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
 @dataclass
@@ -329,9 +319,9 @@ class JobsPane(Vertical):
         t.append_text(literal(job.model or "—"))
         t.append(" · ")
         t.append(job.status.value, style=style)
-        t.append(f" · {_dur(view.elapsed)}")
+        t.append(f" · {format_duration(view.elapsed)}")
         if view.eta is not None:
-            t.append(f" · ETA {_dur(view.eta)}")
+            t.append(f" · ETA {format_duration(view.eta)}")
         if job.error:
             t.append("\n")
             t.append_text(literal(job.error, "red"))
