@@ -133,3 +133,17 @@ def test_jobs_and_events_dedup(store):
     assert store.add_job_events(ev) == 0
     done = store.update_job(job.id, status="succeeded", result={"model": "x"})
     assert done.finished_at and done.result == {"model": "x"}
+
+
+def test_conflict_filter_finds_labels_a_model_disagrees_with(store):
+    add(store, "x one", "x two", "x three")
+    a, b, c = store.page()
+    store.decide(a.id, "override", "get_policy")
+    store.decide(b.id, "override", "escalate")
+    store.add_proposals([
+        Proposal(example_id=a.id, model="m", action="get_policy", confidence=0.9),
+        Proposal(example_id=b.id, model="m", action="get_payslip", confidence=0.9),
+        Proposal(example_id=c.id, model="m", action="get_payslip", confidence=0.9),  # unlabelled: no conflict
+    ])
+    assert [e.id for e in store.page(ExampleFilter(conflict=True))] == [b.id]
+    assert store.count(ExampleFilter(conflict=True, model="other")) == 0

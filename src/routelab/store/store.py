@@ -59,6 +59,7 @@ class ExampleFilter:
     max_confidence: float | None = None  # some proposal below this confidence
     model: str | None = None  # restricts disagreement/confidence/action to one model's proposals
     ids: tuple[int, ...] | None = None  # an explicit set (e.g. one cell of a confusion matrix)
+    conflict: bool = False  # has a human label and a valid proposal that disagrees with it
 
     def where(self) -> tuple[str, list[Any]]:
         clauses: list[str] = []
@@ -94,6 +95,12 @@ class ExampleFilter:
                 f"AND (p.valid = 0 OR p.confidence < ?){model_clause})"
             )
             args += [self.max_confidence, *model_args]
+        if self.conflict:
+            clauses.append(
+                "e.label IS NOT NULL AND EXISTS (SELECT 1 FROM proposals p WHERE p.example_id = e.id "
+                f"AND p.valid = 1 AND p.action != e.label{model_clause})"
+            )
+            args += model_args
         if self.ids is not None:
             clauses.append(f"e.id IN ({','.join('?' * len(self.ids)) or 'NULL'})")
             args += list(self.ids)
