@@ -58,3 +58,11 @@ def test_python_dash_m_and_no_tty(tmp_path):
     r = subprocess.run([sys.executable, "-m", "routelab"], capture_output=True, text=True, env=env,
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 2 and "needs a terminal" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_mistyped_workspace_path_is_an_error_not_a_new_workspace(run_cli, tmp_path):
+    db = tmp_path / "nope" / "none.db"
+    for args in (["actions", "list"], ["label"], ["eval"], ["jobs", "list"], ["export", "--out", tmp_path / "o"]):
+        r = run_cli("--db", db, *args)
+        assert r.code == 2 and "no workspace here" in r.err, (args, r)
+    assert not db.exists() and not db.parent.exists()

@@ -209,3 +209,16 @@ def test_export_cli_prints_the_report(demo_store, tmp_path, run_cli):
     assert "wrote train.jsonl, validation.jsonl and report.json" in r.out
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["seed"] == 3 and report["reviewed_only"] and report["left_out"]["unlabelled"] == 109
+
+
+def test_exported_files_are_ordinary_files(demo_store, tmp_path):
+    import os
+
+
+
+    out = tmp_path / "out"
+    export_dataset(demo_store, out)
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("train.jsonl", "validation.jsonl", "report.json"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~mask

@@ -91,6 +91,35 @@ def test_spend_limit_asks_first(demo_store, fake_openai, run_cli, monkeypatch):
     assert len(demo_store.jobs(kind="finetune")) == 1
 
 
+class _Terminal:
+    """A stdin that is a terminal and answers the prompt."""
+
+    def __init__(self, answer: str):
+        self.answer = answer
+
+    def isatty(self) -> bool:
+        return True
+
+    def readline(self) -> str:
+        return self.answer + "\n"
+
+
+def test_at_a_terminal_a_paid_finetune_always_shows_its_estimate_and_asks(demo_store, fake_openai, run_cli,
+                                                                           monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", _Terminal("n"))  # the estimate (~$1.4) is below the default $5 limit
+    r = run_cli("--db", demo_store.path, "finetune", "--provider", "openai")
+    assert r.code == 2 and "not started" in r.err
+    assert not fake_openai.files and not demo_store.jobs(kind="finetune")
+    monkeypatch.setattr(sys, "stdin", _Terminal("y"))
+    r = run_cli("--db", demo_store.path, "finetune", "--provider", "openai")
+    assert r.code == 0, r
+    assert len(demo_store.jobs(kind="finetune")) == 1
+    r = run_cli("--db", demo_store.path, "finetune", "--provider", "local")  # free: never asks
+    assert r.code == 0, r
+
+
 def test_openai_needs_a_key(demo_store, run_cli):
     r = run_cli("--db", demo_store.path, "finetune", "--provider", "openai")
     assert r.code == 2 and "OPENAI_API_KEY" in r.err

@@ -113,6 +113,8 @@ BAD_INPUTS = {
     "non utf8": ("q.csv", b"text,label\nhello,get_policy\ncaf\xe9,get_policy\n", "line 3: not UTF-8"),
     "huge line": ("q.jsonl", b'{"text": "ok"}\n{"text": "' + b"a" * (50 << 20) + b'"}\n', "line 2: line longer than"),
     "huge csv field": ("q.csv", b"text\n" + b"a" * (50 << 20) + b"\n", "line 2: bad CSV"),
+    "unterminated quote": ("q.csv", b'text,label\nfine,get_policy\n"unterminated,get_policy\nok,escalate\n',
+                           "line 3: unterminated quote"),
     "wrong type": ("q.json", b'[{"text": 42}]', 'item 1: field "text": expected a string'),
     "bad chat": ("q.jsonl", b'{"messages": [{"role": "bot", "content": "x"}]}\n', 'field "messages[0]"'),
 }

@@ -40,7 +40,9 @@ class Context:
         if self._store is None:
             from routelab.store import Store
 
-            self._store = Store.open(self.db_path)
+            # Only commands that put something in a workspace create one: a mistyped
+            # --db for any other command is an error, not a new empty workspace.
+            self._store = Store.open(self.db_path, create=getattr(self.args, "creates_workspace", False))
         return self._store
 
     def close(self) -> None:

@@ -47,8 +47,6 @@ def cmd_eval(ctx) -> int:
     from routelab.services import evaluation as ev
 
     a = ctx.args
-    if not ctx.db_existed:
-        raise BadInput(f"{ctx.db_path}: no such workspace")
     store = ctx.store()
     if a.show:
         rows = ev.latest(store, a.split)
@@ -151,8 +149,6 @@ def cmd_route(ctx) -> int:
 
     a = ctx.args
     parse_question(a.text)  # bad input is refused before anything is opened
-    if not ctx.db_existed:
-        raise BadInput(f"{ctx.db_path}: no such workspace")
     pg = Playground(ctx.store())
     models = parse_models(a.model) or pg.models()
     pg.warm(models)  # load first, so the latency shown is the routing, not the loading

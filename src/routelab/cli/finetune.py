@@ -29,7 +29,8 @@ def register(sub, common) -> None:
         "finetune", parents=[common], help="export, then fine-tune a router (OpenAI or the embedded local trainer)",
         description="Exports the workspace (reusing an identical export), then starts a fine-tune. "
                     "--provider openai uploads both files (skipping files already uploaded) and creates a job; "
-                    "it asks before spending more than ROUTELAB_SPEND_LIMIT unless --yes. "
+                    "it shows the estimate and asks first at a terminal (in scripts: only above ROUTELAB_SPEND_LIMIT, "
+                    "and --yes accepts). "
                     "--provider local trains the embedded router in this process and always runs to completion "
                     "(with or without --wait). Default provider: openai when OPENAI_API_KEY is set, else local.",
     )
@@ -39,7 +40,7 @@ def register(sub, common) -> None:
     p.add_argument("--suffix", default=None, help="suffix of the fine-tuned model name (OpenAI, up to 64 chars)")
     _data_options(p)
     p.add_argument("--out", default=None, metavar="DIR", help="export directory (default: beside the workspace)")
-    p.add_argument("--yes", "-y", action="store_true", help="do not ask before spending above the spend limit")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask (at a terminal routelab always asks before a paid fine-tune; in scripts above the spend limit)")
     p.add_argument("--wait", action="store_true", help="follow the job to its end (exit 0 succeeded, 1 failed/cancelled)")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between polls with --wait (default 5)")
     add_json_flag(p)
@@ -111,15 +112,21 @@ def cmd_export(ctx) -> int:
 def _confirm(plan, yes: bool) -> None:
     from routelab.services.finetune import estimate_line
 
-    if not plan.needs_confirmation or yes:
+    if yes or plan.options.provider == "local":  # local training is free
         return
-    if not sys.stdin.isatty():
+    interactive = sys.stdin.isatty()
+    # A paid fine-tune cannot be taken back: at a terminal, always show the estimate and
+    # ask; in a script, ask for --yes only above the spend limit.
+    if not plan.needs_confirmation and not interactive:
+        return
+    if not interactive:
         raise BadInput(
             f"estimated cost ${plan.estimated_cost:.2f} is above the spend limit ${plan.spend_limit:.2f} "
             "(ROUTELAB_SPEND_LIMIT): re-run with --yes to accept it"
         )
     sys.stderr.write(estimate_line(plan) + "\n")
-    answer = input(f"Spend about ${plan.estimated_cost:.2f}? [y/N] ").strip().lower()
+    cost = f"about ${plan.estimated_cost:.2f}" if plan.estimated_cost is not None else "an unknown amount (no price)"
+    answer = input(f"Start the fine-tune and spend {cost}? [y/N] ").strip().lower()
     if answer not in ("y", "yes"):
         raise BadInput("not started: the estimate was not accepted")
 

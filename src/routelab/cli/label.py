@@ -7,6 +7,7 @@ import time
 
 from routelab.cli.output import add_json_flag, emit_json
 from routelab.domain import BadInput
+from routelab.services.progress import format_duration
 
 
 def register(sub, common) -> None:
@@ -57,7 +58,9 @@ class ProgressPrinter:
         self.label = label
         self.tty = sys.stderr.isatty()
         self.quiet = quiet
-        self._last = 0.0
+        # Not a terminal (a log, CI): the first plain line after 5 s, so a run that fails at
+        # once prints nothing but its one-line error.
+        self._last = 0.0 if self.tty else time.monotonic()
         self._drawn = False
         self._final_shown = False
 
@@ -75,7 +78,7 @@ class ProgressPrinter:
         total = p.total or 0
         pct = f"{100 * p.done / total:3.0f}%" if total else ""
         rate = f"{p.rate:.1f}/s" if p.rate else "-/s"
-        eta = f"ETA {_duration(p.eta)}" if p.eta is not None and not final else ""
+        eta = f"ETA {format_duration(p.eta)}" if p.eta is not None and not final else ""
         extra = f" {p.invalid} invalid" if p.invalid else ""
         extra += f" {p.failed} failed" if p.failed else ""
         if self.tty:
@@ -94,13 +97,6 @@ class ProgressPrinter:
             sys.stderr.write("\n")
             sys.stderr.flush()
             self._drawn = False
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def confirmer(yes: bool, what: str):

@@ -29,8 +29,6 @@ def cmd_accept(ctx) -> int:
     a = ctx.args
     if a.min_confidence is not None and not 0.0 <= a.min_confidence <= 1.0:
         raise BadInput("--min-confidence must be between 0 and 1")
-    if not ctx.db_existed:
-        raise BadInput(f"{ctx.db_path}: no such workspace")
     store = ctx.store()
     if a.action is not None and a.action not in store.action_names():
         raise BadInput(f"unknown action {a.action!r}")

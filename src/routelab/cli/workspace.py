@@ -12,7 +12,7 @@ from routelab.domain import Action, BadInput
 def register(sub, common) -> None:
     p = sub.add_parser("init", parents=[common], help="create a workspace (optionally with an action catalog)")
     p.add_argument("--actions", metavar="FILE", help='JSON list of {"name", "description", "code"?}')
-    p.set_defaults(func=cmd_init)
+    p.set_defaults(func=cmd_init, creates_workspace=True)
 
     p = sub.add_parser("actions", parents=[common], help="list, add or import actions")
     asub = p.add_subparsers(dest="actions_command", metavar="SUBCOMMAND", required=True)
@@ -24,10 +24,10 @@ def register(sub, common) -> None:
     q.add_argument("name")
     q.add_argument("--description", "-d", default="", help="what belongs to this action (the teacher reads it)")
     q.add_argument("--code", type=int, help="stable integer code (default: next free)")
-    q.set_defaults(func=cmd_actions_add)
+    q.set_defaults(func=cmd_actions_add, creates_workspace=True)
     q = asub.add_parser("import", parents=[common], help="add or update actions from a JSON file")
     q.add_argument("file")
-    q.set_defaults(func=cmd_actions_import)
+    q.set_defaults(func=cmd_actions_import, creates_workspace=True)
 
     p = sub.add_parser("import", parents=[common], help="import questions (CSV, JSON, JSONL, CLINC150, OpenAI chat JSONL)")
     p.add_argument("file")
@@ -36,11 +36,11 @@ def register(sub, common) -> None:
     p.add_argument("--split", choices=["train", "validation", "test", "unassigned"], help="split for every question")
     p.add_argument("--create-actions", action="store_true", help="add labels missing from the catalog as actions")
     add_json_flag(p)
-    p.set_defaults(func=cmd_import)
+    p.set_defaults(func=cmd_import, creates_workspace=True)
 
     p = sub.add_parser("demo", parents=[common], help="create (first time) the bundled HR demo workspace and open it")
     p.add_argument("--no-open", action="store_true", help="create the workspace and print its path, do not open the app")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, creates_workspace=True)
 
     p = sub.add_parser("app", parents=[common], help="open the app on the workspace (same as no command)")
     p.set_defaults(func=open_app)
@@ -135,9 +135,9 @@ def cmd_demo(ctx) -> int:
 def open_app(ctx) -> int:
     if not sys.stdin.isatty() or not sys.stdout.isatty():
         raise BadInput("the app needs a terminal; use the commands (routelab --help) in scripts")
-    from routelab.store import Store
     from routelab.tui.app import RoutelabApp
 
-    Store.open(ctx.db_path).close()  # refuse a bad workspace with a clear line before the screen appears
+    ctx.store()  # refuse a missing or bad workspace with a clear line before the screen appears
+    ctx.close()
     RoutelabApp(ctx.db_path).run()
     return 0

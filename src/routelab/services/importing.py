@@ -107,7 +107,8 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
     first = text.split("\n", 1)[0]
     delimiter = "\t" if first.count("\t") > first.count(",") else ","
     csv.field_size_limit(MAX_LINE_BYTES)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # strict: an unterminated quote is an error, not one field that swallows the rest of the file
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = [h.strip().lower() for h in next(reader)]
     except (StopIteration, csv.Error) as e:
@@ -121,12 +122,14 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
     split_col = header.index("split") if "split" in header else None
     source_col = header.index("source") if "source" in header else None
     while True:
+        start = reader.line_num + 1  # where this record begins (a quoted field may span lines)
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as e:
-            raise FileError(path, f"line {reader.line_num}", f"bad CSV ({e})") from None
+            reason = "unterminated quote" if "unexpected end of data" in str(e) else f"bad CSV ({e})"
+            raise FileError(path, f"line {start}", reason) from None
         if not row or (not row[0].strip() and not any(c.strip() for c in row)):
             continue  # a blank line
         where = f"line {reader.line_num}"

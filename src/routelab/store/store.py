@@ -146,7 +146,8 @@ class Store:
             if path.stat().st_size == 0:
                 raise BadInput(f"{path}: not a routelab workspace (not an SQLite database)")
         elif not create:
-            raise BadInput(f"{path}: no such workspace")
+            raise BadInput(f"{path}: no workspace here (create one with routelab init, routelab import FILE "
+                           "or routelab demo)")
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
