@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from routelab.domain import SPLITS, Action, BadInput, Message, NewExample
+from routelab.domain import SPLITS, Action, BadInput, NewExample
 from routelab.store import ImportResult, Store
 
 Format = Literal["csv", "json", "jsonl"]
