@@ -99,8 +99,11 @@ def cmd_import(ctx) -> int:
     from routelab.services.importing import import_examples, read_examples
 
     a = ctx.args
+    _stage(f"reading {a.file} ...")
     examples = read_examples(a.file, fmt=a.format, source=a.source, split=a.split)  # before the workspace is opened
+    _stage(f"writing {len(examples):,} questions to {ctx.db_path} ...")
     result = import_examples(ctx.store(), Path(a.file), examples, create_actions=a.create_actions)
+    _stage("")
     if a.json:
         emit_json(result.__dict__)
     else:
@@ -111,6 +114,13 @@ def cmd_import(ctx) -> int:
             + (f"; created {len(result.actions_created)} actions" if result.actions_created else "")
         )
     return 0
+
+
+def _stage(message: str) -> None:
+    """What a long import is doing, on one self-erasing line at a terminal (nothing in scripts)."""
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[K" + message)
+        sys.stderr.flush()
 
 
 def cmd_demo(ctx) -> int:
