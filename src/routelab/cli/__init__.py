@@ -119,4 +119,5 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fail(message: str) -> None:
     first_line = " ".join(message.split())
-    sys.stderr.write(f"routelab: error: {first_line}\n")
+    clear = "\r\x1b[K" if sys.stderr.isatty() else ""  # over any progress line left unfinished
+    sys.stderr.write(f"{clear}routelab: error: {first_line}\n")
