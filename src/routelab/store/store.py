@@ -40,7 +40,6 @@ from routelab.domain import (
 )
 from routelab.store.schema import LATEST, MIGRATIONS
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 BULK_ROWS = 20_000  # an import at least this big (and bigger than the table) rebuilds indexes
 HUMAN_KINDS = (DecisionKind.ACCEPT, DecisionKind.OVERRIDE, DecisionKind.IMPORT)
 UNDOABLE_KINDS = ("accept", "override", "skip", "flag")
