@@ -446,16 +446,7 @@ class Store:
 
     def add_proposal(self, p: Proposal) -> bool:
         """Store one proposal as it arrives. Returns False if that (example, model) had one."""
-        with self.transaction() as c:
-            cur = c.execute(
-                "INSERT OR IGNORE INTO proposals (example_id, model, prompt_version, action, valid, confidence, raw, "
-                "tokens, tokens_in, tokens_out, cost, latency_ms, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    p.example_id, p.model, p.prompt_version, p.action, int(p.valid), p.confidence, p.raw,
-                    p.tokens_in + p.tokens_out, p.tokens_in, p.tokens_out, p.cost, p.latency_ms, p.created_at,
-                ),
-            )
-            return cur.rowcount == 1
+        return self.add_proposals([p]) == 1
 
     def add_proposals(self, proposals: list[Proposal]) -> int:
         """Many proposals in one transaction (local models answer thousands per second)."""
