@@ -142,8 +142,8 @@ async def test_filters_and_search(store, db_path):
         assert pane.window.count == 1 and pane.shown.id == ids[1]
         await pilot.press("enter")  # accept it: it leaves the skipped filter
         assert pane.window.count == 0 and pane.shown is None
-        await pilot.press("v", *"disa", "enter", "v", *"all", "enter")
-        assert pane.flt.disagreement and pane.flt.status is None
+        await pilot.press("v", *"all", "enter", "v", *"disa", "enter")
+        assert pane.flt == ExampleFilter(disagreement=True)
         assert {pane.window.get(i).id for i in range(pane.window.count)} == {ids[2], ids[6]}
         await pilot.press("v", *"clea", "enter")
         assert pane.flt == ExampleFilter(status=Status.UNREVIEWED)
@@ -311,3 +311,195 @@ async def test_command_palette_lists_review_commands(store, db_path):
         commands["Review: search"].callback()
         await pilot.pause()
         assert pane.query_one("#review-search").display and app.focused.id == "review-search"
+
+
+# ---------------------------------------------------------------- labelled datasets (BANKING77-style)
+
+LABELLED = [
+    ("where is my payslip for May", "get_payslip"),  # the teacher agrees
+    ("book me off next friday", "book_holiday"),  # the teacher says get_policy
+    ("what is the remote work policy", "get_policy"),  # only the local model disagrees
+    ("my manager is bullying me", "escalate"),  # the teacher says get_policy
+    ("payslip shows the wrong tax code", "get_payslip"),  # the teacher's answer is invalid
+]
+
+
+def seed_labelled(store: Store, *, proposals: bool = True) -> list[int]:
+    """Every question imported with its file label (status reviewed), then a `routelab label` run."""
+    store.set_setting("teacher", "gpt-4.1")
+    store.add_examples([NewExample(text=t, label=a, split="train") for t, a in LABELLED])
+    ids = [e.id for e in store.page(limit=100)]
+    if proposals:
+        teacher = ["get_payslip", "get_policy", "get_policy", "get_policy", None]
+        for i, a in zip(ids, teacher):
+            store.add_proposal(Proposal(example_id=i, model="gpt-4.1", action=a, valid=a is not None,
+                                        confidence=0.9 if a else None, raw=None if a else "no idea"))
+        store.add_proposal(Proposal(example_id=ids[2], model="local", action="escalate", confidence=0.7))
+    return ids
+
+
+def notes(app: RoutelabApp) -> list[str]:
+    return [str(n.message) for n in app._notifications]
+
+
+async def test_labelled_dataset_opens_on_the_teachers_disagreements(store, db_path):
+    ids = seed_labelled(store)
+    assert store.count(ExampleFilter(status=Status.UNREVIEWED)) == 0
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        assert pane.flt == ExampleFilter(conflict=True, model="gpt-4.1")
+        assert [pane.window.get(i).id for i in range(pane.window.count)] == [ids[1], ids[3]]
+        assert pane.shown.id == ids[1]
+        assert "nothing unreviewed: showing labels the teacher disagrees with" in notes(app)
+        assert "label ≠ proposal" in pane._filter_text()
+        await pilot.press("enter")  # accept the teacher: the label changes, it agrees now and leaves
+        assert store.example(ids[1]).label == "get_policy"
+        assert pane.window.count == 1 and pane.shown.id == ids[3]
+        await pilot.press("u")  # undo: the file label is back, and so is the question
+        assert store.example(ids[1]).label == "book_holiday"
+        assert pane.window.count == 2 and pane.shown.id == ids[1]
+        await pilot.press("j", "4")  # override with escalate, the file's label: still disagrees, stays
+        assert store.example(ids[3]).label == "escalate"
+        assert pane.window.count == 2
+        await pilot.press("k", "3")  # override with get_payslip: still ≠ the teacher's get_policy
+        assert store.example(ids[1]).label == "get_payslip"
+        await pilot.press("v", *"label", "enter")  # the picker entry toggles it off
+        assert pane.flt == ExampleFilter(model="gpt-4.1")
+        await pilot.press("v", *"label", "enter")
+        assert pane.flt.conflict
+        await pilot.press("v", *"all", "enter", "v", *"label", "enter")  # any model's disagreement
+        assert pane.flt == ExampleFilter(conflict=True)
+        assert [pane.window.get(i).id for i in range(pane.window.count)] == [ids[1], ids[2], ids[3]]
+    assert operator_decisions(store) == [
+        (ids[1], "accept", "get_policy", "gpt-4.1"),
+        (ids[1], "undo", None, None),
+        (ids[3], "override", "escalate", None),
+        (ids[1], "override", "get_payslip", None),
+    ]
+
+
+async def test_labelled_dataset_without_teacher_disagreement_opens_on_any_or_all(store, db_path):
+    ids = seed_labelled(store, proposals=False)
+    store.add_proposal(Proposal(example_id=ids[4], model="local", action="escalate", confidence=0.7))
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        assert pane.flt == ExampleFilter(conflict=True)  # the teacher has not spoken: another model has
+        assert pane.window.count == 1 and pane.shown.id == ids[4]
+        assert "nothing unreviewed: showing labels a model's proposal disagrees with" in notes(app)
+
+
+async def test_labelled_dataset_without_proposals_opens_on_all(db_path):
+    with Store.open(db_path) as s:
+        s.set_setting("teacher", "gpt-4.1")
+        s.add_examples([NewExample(text=t, label=a) for t, a in LABELLED], create_actions=True)
+        ids = [e.id for e in s.page(limit=100)]
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        assert pane.flt == ExampleFilter()
+        assert pane.window.count == len(LABELLED) and pane.shown.id == ids[0]
+        assert "nothing unreviewed: showing every question" in notes(app)
+        await pilot.press("enter")  # no proposal to accept: nothing happens
+        await pilot.press("2")  # an override of an imported label appends; the label changes
+        assert pane.shown.id == ids[1]
+    with Store.open(db_path) as s:
+        assert operator_decisions(s) == [(ids[0], "override", s.actions()[1].name, None)]
+        assert s.example(ids[0]).label == s.actions()[1].name
+
+
+async def test_unreviewed_work_left_opens_on_unreviewed(store, db_path):
+    ids = seed_labelled(store)
+    store.add_examples([NewExample(text="a question nobody labelled")])
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        assert pane.flt == ExampleFilter(status=Status.UNREVIEWED)
+        assert pane.window.count == 1 and pane.shown.id > ids[-1]
+        assert not any("nothing unreviewed" in n for n in notes(app))
+
+
+async def test_empty_workspace_says_how_to_get_questions(db_path):
+    Store.open(db_path).close()
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        assert pane.flt == ExampleFilter(status=Status.UNREVIEWED)
+        hint = "no questions yet: routelab import FILE (or routelab demo)"
+        assert pane.dataset.empty_hint == hint
+        shown = " ".join(pane.dataset.render_line(y).text.strip() for y in range(3))  # wrapped to the list
+        assert hint in shown.strip()
+        assert hint in str(pane.query_one("#review-detail").renderable.renderables[0])
+        with Store.open(db_path) as other:  # an import from another process: the hint goes
+            other.add_examples([NewExample(text="where is my payslip")])
+        pane._poll()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert pane.shown is not None
+
+
+async def test_all_clears_the_other_filters_but_not_the_search(store, db_path):
+    ids = seed(store)
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        await pilot.press("v", *"disa", "enter", "v", *"low", "enter", "v", *"synt", "enter")
+        assert pane.flt == ExampleFilter(status=Status.UNREVIEWED, disagreement=True, max_confidence=0.6,
+                                         source="synthetic")
+        assert pane._filter_text() == "unreviewed · disagreement · confidence < 0.6 · source synthetic"
+        await pilot.press("v", *"reviewed", "enter")  # a status only changes the status
+        assert pane.flt.status == Status.REVIEWED and pane.flt.disagreement
+        await pilot.press("slash", *"policy", "enter")
+        await pilot.press("v", *"all", "enter")  # every question: the rest goes, the search stays
+        assert pane.flt == ExampleFilter(query="policy")
+        assert pane._filter_text() == "all · /policy"
+        assert pane.shown.id == ids[2]
+        await pilot.press("v", *"clea", "enter")  # clear: back to the start
+        assert pane.flt == ExampleFilter(status=Status.UNREVIEWED)
+        await pilot.press("question_mark")
+        listed = " ".join(f"{k} {w}" for _, keys in app.screen.sections for k, w in keys)
+        assert "clears every other filter" in listed and "label ≠ proposal" in listed
+
+
+BANKING = ["balance_not_updated_after_cheque_or_cash_deposit", "card_arrival", "card_not_working",
+           "lost_or_stolen_card", "lost_or_stolen_phone", "activate_my_card", "cash_withdrawal_charge"]
+
+
+async def test_action_picker_ranks_substrings_first(db_path):
+    with Store.open(db_path) as s:
+        s.add_examples([NewExample(text=f"question about {n}", label=n) for n in BANKING], create_actions=True)
+        s.add_examples([NewExample(text="my card has not come yet")])
+        assert [a.name for a in s.actions()] == sorted(BANKING)  # codes in this order
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await started(app, pilot)
+        assert pane.shown.text == "my card has not come yet"
+        await pilot.press("o", *"lost")
+        assert [i.value for i in app.screen.shown[:2]] == ["lost_or_stolen_card", "lost_or_stolen_phone"]
+        assert app.screen.shown[2].value == "balance_not_updated_after_cheque_or_cash_deposit"  # a subsequence
+        await pilot.press("ctrl+a", "ctrl+k", *"arr")
+        assert app.screen.shown[0].value == "card_arrival"
+        await pilot.press("ctrl+a", "ctrl+k", *"card")  # prefixes of the name or of a word, by code
+        assert [i.value for i in app.screen.shown[:4]] == ["activate_my_card", "card_arrival", "card_not_working",
+                                                          "lost_or_stolen_card"]
+        await pilot.press("ctrl+a", "ctrl+k", *"arr", "enter")
+        assert not isinstance(app.screen, PickerScreen)
+    with Store.open(db_path) as s:
+        assert operator_decisions(s)[-1][1:3] == ("override", "card_arrival")
+
+
+async def test_picker_options_are_one_line_each(store, db_path):
+    seed(store)
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("o")
+        await pilot.pause()
+        ol = app.screen.query_one("#picker-list")
+        assert ol.option_count == 4
+        lines = [ol.render_line(y).text.rstrip() for y in range(ol.size.height)]
+        filled = [ln for ln in lines if ln.strip()]
+        assert len(filled) == 4  # no option spills onto a second line
+        assert any(ln.endswith("…") for ln in filled)  # a long description is cut, on its own line
+        assert not any(ln.strip() == "…" for ln in lines)

@@ -19,14 +19,16 @@ BULK_CHUNK = 2_000  # decisions per transaction: a labeling run writing beside u
 
 
 def preferred_teacher(store: Store) -> str | None:
-    """The model whose proposal is shown first: the workspace's teacher setting, else the configured one."""
+    """The model whose proposal is shown first: the workspace's teacher setting, else the one
+    `routelab label` uses by default (the OpenAI teacher with a key, else local)."""
     name = store.get_setting("teacher")
     if name:
         return name
     try:
         from routelab.config import settings
+        from routelab.providers import default_teacher
 
-        return settings().teacher
+        return default_teacher(settings())
     except Exception:  # a malformed environment must not stop review
         return None
 

@@ -10,6 +10,7 @@ decision never pays for a COUNT over a million rows.
 
 from __future__ import annotations
 
+import textwrap
 from bisect import bisect_left
 from collections.abc import Callable
 
@@ -220,7 +221,18 @@ class ExampleList(ScrollView, can_focus=True):
         self._base_style: Style | None = None
         self._size_timer = None
         self._frame: tuple[int, int] | None = None
+        self._empty_hint: str | None = None
 
+    @property
+    def empty_hint(self) -> str:
+        """The line shown when the filter has no rows (the owner knows when the workspace is empty)."""
+        return self._empty_hint or "nothing here: change the filter (v) or search (/)"
+
+    @empty_hint.setter
+    def empty_hint(self, hint: str | None) -> None:
+        if hint != self._empty_hint:
+            self._empty_hint = hint
+            self.refresh()
 
     # ------------------------------------------------------------ data
 
@@ -312,8 +324,10 @@ class ExampleList(ScrollView, can_focus=True):
             base = self._base_style = self.rich_style
         ex = self.window.get(offset) if self.window else None
         if ex is None:
-            if y == 0 and self.window is not None and self.window.count == 0:
-                return Strip([Segment("  nothing here: change the filter (v) or search (/)", base + Style(dim=True))]).crop_extend(0, width, base)
+            if self.window is not None and self.window.count == 0:
+                lines = textwrap.wrap(self.empty_hint, max(10, width - 2))
+                if y < len(lines):
+                    return Strip([Segment("  " + lines[y], base + Style(dim=True))]).crop_extend(0, width, base)
             return Strip.blank(width, base)
         is_cursor = offset == self.cursor
         key = (ex.id, ex.status, ex.label, is_cursor, width)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from textual.widgets.option_list import Option
 
 from routelab.domain import printable
 
+DESCRIPTION_CHARS = 300  # more than any picker is wide; the rest is never drawn
+
 
 @dataclass(frozen=True)
 class PickItem:
@@ -25,47 +28,67 @@ class PickItem:
     description: str = ""
 
 
-def _word_start(s: str, i: int) -> bool:
-    return i == 0 or not s[i - 1].isalnum()
+def _norm(s: str) -> str:
+    """Lower case, every run of separators (`_`, `-`, spaces, punctuation) one space."""
+    return " ".join(re.sub(r"[\W_]+", " ", s.lower()).split())
 
 
-def fuzzy_score(query: str, text: str) -> float | None:
-    """Higher is better; None when `query` is not a subsequence of `text`."""
-    q, s = query.lower().replace(" ", ""), text.lower()
+def _span(q: str, s: str) -> int | None:
+    """Length of the shortest stretch of `s` holding `q` as a subsequence; None if none does."""
+    best = None
+    start = s.find(q[0]) if q else -1
+    while start >= 0:
+        pos = start
+        for ch in q[1:]:
+            pos = s.find(ch, pos + 1)
+            if pos < 0:
+                return best  # no later start can do better: it would run out too
+        if best is None or pos - start + 1 < best:
+            best = pos - start + 1
+        start = s.find(q[0], start + 1)
+    return best
+
+
+def fuzzy_key(query: str, text: str) -> tuple[int, int] | None:
+    """How well `query` matches `text` (lower is better), None when it does not.
+
+    Tier 0: the whole text; 1: a prefix of the text or of a word in it; 2: a substring
+    anywhere; 3: a subsequence, ranked by compactness (the shortest stretch holding it).
+    Separators are alike: `lost or` finds `lost_or_stolen_card`.
+    """
+    q, s = _norm(query), _norm(text)
     if not q:
-        return 0.0
-    i = s.find(q)
-    if i >= 0:
-        return 1000.0 + (200 if i == 0 else 100 if _word_start(s, i) else 0) - i - len(s) * 0.1
-    score, pos, prev = 0.0, -1, -2
-    for ch in q:
-        pos = s.find(ch, pos + 1)
-        if pos < 0:
-            return None
-        if pos == prev + 1:
-            score += 6
-        if _word_start(s, pos):
-            score += 10
-        score -= 0.5 * (pos - prev - 1) if prev >= 0 else 0.2 * pos
-        prev = pos
-    return score - len(s) * 0.1
+        raw = query.strip().lower()
+        return (2, 0) if raw and raw in text.lower() else None
+    if q == s:
+        return (0, 0)
+    if s.startswith(q) or f" {q}" in s:
+        return (1, 0)
+    if q in s:
+        return (2, 0)
+    span = _span(q.replace(" ", ""), s)
+    return None if span is None else (3, span)
 
 
 def fuzzy_rank(query: str, items: Sequence[PickItem]) -> list[PickItem]:
-    """Items matching `query`, best first. Digits match an item's hint (an action code) exactly first."""
+    """Items matching `query`, best first (see `fuzzy_key`), ties in catalog order (by code).
+
+    Digits matching an item's hint (an action code) exactly come first; a query of three
+    letters or more found only in a description comes last."""
     query = query.strip()
     if not query:
         return list(items)
-    scored: list[tuple[float, int, PickItem]] = []
+    desc_q = _norm(query)
+    scored: list[tuple[tuple[int, int], int, PickItem]] = []
     for n, item in enumerate(items):
-        best = fuzzy_score(query, item.label)
+        key = fuzzy_key(query, item.label)
         if query.isdigit() and item.hint == query:
-            best = 5000.0
-        if best is None and len(query) >= 3 and query.lower() in item.description.lower():
-            best = -50.0
-        if best is not None:
-            scored.append((best, -n, item))
-    scored.sort(key=lambda t: (t[0], t[1]), reverse=True)
+            key = (-1, 0)
+        if key is None and len(desc_q) >= 3 and desc_q in _norm(item.description):
+            key = (4, 0)
+        if key is not None:
+            scored.append((key, n, item))
+    scored.sort(key=lambda t: (t[0], t[1]))
     return [t[2] for t in scored]
 
 
@@ -109,11 +132,11 @@ class PickerScreen(ModalScreen[str | None]):
             if width:
                 t.append(item.hint.rjust(width) + "  ", style="dim")
             t.append(printable(item.label), style="bold" if item.value == self.current else "")
-            room = 72 - width - len(item.label)
-            plain = item.label.replace("_", " ").lower()
-            if item.description and item.description.lower() not in (item.label.lower(), plain) and room > 12:
-                desc = " ".join(printable(item.description).split())
-                t.append("  " + (desc if len(desc) <= room else desc[: room - 1] + "…"), style="dim")
+            # one line per option: the list is `text-wrap: nowrap; text-overflow: ellipsis`
+            # (review.tcss), so a long description ends in "…" on its own line, at any width
+            if item.description and _norm(item.description) != _norm(item.label):
+                desc = " ".join(printable(item.description[:DESCRIPTION_CHARS]).split())
+                t.append("  " + desc, style="dim")
             options.append(Option(t))
         ol.add_options(options)
         if options:

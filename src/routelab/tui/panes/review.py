@@ -32,6 +32,7 @@ from routelab.tui.components.picker import PickerScreen, PickItem
 
 STYLES = Path(__file__).resolve().parent.parent.parent / "styles"
 LOW_CONFIDENCE = 0.6
+EMPTY_WORKSPACE = "no questions yet: routelab import FILE (or routelab demo)"
 POLL_SECONDS = 2.0
 
 # (keys, what) for the help overlay; kept beside BINDINGS so the two never drift apart.
@@ -47,7 +48,13 @@ REVIEW_KEYS: list[tuple[str, str]] = [
     ("J / K", "scroll the question's detail (long questions, conversations)"),
     ("g / Home   G / End", "first / last question"),
     ("/", "full-text search (Enter applies, Esc closes; Esc again clears)"),
-    ("v", "filter: unreviewed, reviewed, skipped, flagged, disagreement, low confidence, source, action, split, model"),
+    ("v", (
+        "filter: unreviewed, reviewed, skipped, flagged, disagreement between models, label ≠ proposal, "
+        "low confidence, source, action, split, model. Filters combine: the bar above the list shows them all, "
+        "● marks them in the menu, choosing a marked one turns it off"
+    )),
+    ("v all", "every question: clears every other filter (the search stays)"),
+    ("v clear", "back to the start: unreviewed, no other filter, no search"),
     ("A", "bulk accept one model's proposals at or above a confidence (asks first, says how many)"),
     ("r", "reload from the workspace"),
 ]
@@ -131,6 +138,8 @@ class ReviewPane(Vertical, can_focus=True):
         self.teacher = preferred_teacher(self.store)
         self.window = RowWindow(self.store, self.flt)
         self.window.reset(defer_count=True)  # first rows now; the COUNT in a worker
+        if not self.window.rows and self.flt == ExampleFilter(status=Status.UNREVIEWED):
+            self._start_elsewhere()
         self._data_version = self._version()
         self.dataset.set_window(self.window)
         self.query_one("#review-search", Input).display = False
@@ -141,6 +150,29 @@ class ReviewPane(Vertical, can_focus=True):
         self._count_filter()
         self.set_interval(POLL_SECONDS, self._poll)
         self.focus()
+
+    def _start_elsewhere(self) -> None:
+        """Nothing unreviewed at first load (e.g. a dataset imported with its labels): open on the
+        labels a proposal disagrees with (the teacher's first), else on everything, and say why."""
+        assert self.store is not None and self.window is not None
+        if not self._has_rows(ExampleFilter()):
+            return  # an empty workspace: the hint says how to import
+        choices = []
+        if self.teacher:
+            choices.append((ExampleFilter(conflict=True, model=self.teacher), "labels the teacher disagrees with"))
+        choices.append((ExampleFilter(conflict=True), "labels a model's proposal disagrees with"))
+        flt, why = ExampleFilter(), "every question"
+        for candidate, what in choices:
+            if self._has_rows(candidate):
+                flt, why = candidate, what
+                break
+        self.flt = flt
+        self.window.reset(flt, defer_count=True)
+        self.notify(f"nothing unreviewed: showing {why}", timeout=6, markup=False)
+
+    def _has_rows(self, flt: ExampleFilter) -> bool:
+        assert self.store is not None
+        return bool(self.store.page(flt, limit=1))
 
     def on_unmount(self) -> None:
         if self.store is not None:
@@ -155,10 +187,13 @@ class ReviewPane(Vertical, can_focus=True):
         self.shown = ex
         if ex is None:
             self.best = None
-            hint = "Nothing left in this filter." if self.flt.status == Status.UNREVIEWED else ""
-            self.query_one(DetailView).show(
-                render_detail(None, [], [], None, empty_hint=hint + "  v: change the filter · /: search")
-            )
+            if not self._has_rows(ExampleFilter()):
+                hint = EMPTY_WORKSPACE
+            else:
+                hint = "Nothing left in this filter.  " if self.flt.status == Status.UNREVIEWED else ""
+                hint += "v: change the filter · /: search"
+            self.dataset.empty_hint = hint if hint == EMPTY_WORKSPACE else None
+            self.query_one(DetailView).show(render_detail(None, [], [], None, empty_hint=hint))
         else:
             proposals = self.store.proposals(ex.id)
             history = self.store.history(ex.id)
@@ -173,6 +208,8 @@ class ReviewPane(Vertical, can_focus=True):
         parts = [str(f.status) if f.status else "all"]
         if f.disagreement:
             parts.append("disagreement")
+        if f.conflict:
+            parts.append("label ≠ proposal")
         if f.max_confidence is not None:
             parts.append(f"confidence < {f.max_confidence:g}")
         for name in ("source", "split", "action", "model"):
@@ -322,7 +359,7 @@ class ReviewPane(Vertical, can_focus=True):
         f = self.flt
         if f.status is not None and ex.status != f.status:
             return False
-        if member and f.action is None:
+        if member and f.action is None and not f.conflict:
             return True  # the other facets do not depend on decisions
         assert self.store is not None
         return self.store.count(replace(f, ids=(ex.id,))) > 0
@@ -419,8 +456,10 @@ class ReviewPane(Vertical, can_focus=True):
         f = self.flt
         on = "● "
         items = [PickItem(f"status:{s}", f"{on if f.status == s else ''}{s}", "status") for s in Status]
-        items.append(PickItem("status:", f"{on if f.status is None else ''}all statuses", "status"))
+        everything = replace(f, query=None) == ExampleFilter()
+        items.append(PickItem("all", f"{on if everything else ''}all questions, no other filter (the search stays)", "status"))
         items.append(PickItem("disagreement", f"{on if f.disagreement else ''}disagreement between models", "proposals"))
+        items.append(PickItem("conflict", f"{on if f.conflict else ''}label ≠ proposal (a model disagrees with the label)", "proposals"))
         items.append(PickItem("low", f"{on if f.max_confidence is not None else ''}low confidence (< {LOW_CONFIDENCE:g})", "proposals"))
         items += [PickItem(f"source:{s}", f"{on if f.source == s else ''}source {s}", "source") for s in self.store.sources()]
         items += [PickItem(f"split:{s}", f"{on if f.split == s else ''}split {s}", "split") for s in SPLITS]
@@ -434,8 +473,12 @@ class ReviewPane(Vertical, can_focus=True):
         kind, _, arg = value.partition(":")
         if kind == "status":
             f = replace(f, status=Status(arg) if arg else None)
+        elif kind == "all":  # every question: the other filters go too, the search stays
+            f = ExampleFilter(query=f.query)
         elif kind == "disagreement":
             f = replace(f, disagreement=not f.disagreement)
+        elif kind == "conflict":
+            f = replace(f, conflict=not f.conflict)
         elif kind == "low":
             f = replace(f, max_confidence=None if f.max_confidence is not None else LOW_CONFIDENCE)
         elif kind in ("source", "split", "model", "action"):
