@@ -61,7 +61,9 @@ async def test_pane_shows_stored_table_and_opens_a_confusion(demo_store):
         first, second = _cells(table, 0), _cells(table, 1)
         assert first[0] == ev.ZERO_SHOT and first[4] == "base"
         assert second[0] == "local"
-        assert second[2] == ev.fmt_acc(run.evaluations[1].details["slices"]["user"])  # "0.83 [0.72–0.91]"
+        user = run.evaluations[1].details["slices"]["user"]
+        low, high = (f"{user[k]:.2f}".removeprefix("0") for k in ("ci_low", "ci_high"))
+        assert second[2] == f"{user['accuracy']:.2f} [{low}–{high}]"  # compact: "0.83 [.72–.91]"
         assert first[1] == "—"  # the demo's test split has no synthetic questions
         status = str(app.query_one("#eval-status", Static).render())
         assert "test split" in status and "user n=60" in status
@@ -181,3 +183,114 @@ async def test_pane_shows_hostile_action_names_literally(store):
         await pilot.press("enter")
         await pilot.pause()
         assert app.is_running and len(app.shown) == 1
+
+
+FT = "ft:gpt-4.1-mini-2025-04-14:routelab:IWFYZ3fh"
+FIVE = ["gpt-4.1-mini-2025-04-14", ev.ZERO_SHOT, "local", "gpt-4.1", FT]
+
+
+def _evaluate_five(path) -> None:
+    """Evaluate five models (three through the fake OpenAI) outside the test's event loop."""
+    import threading
+
+    from routelab.store import Store
+
+    runs: list = []
+
+    def run() -> None:
+        with Store.open(path) as store:
+            runs.append(ev.evaluate(store, FIVE))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert runs and not runs[0].errors and len(runs[0].evaluations) == 5
+
+
+def _screen(app) -> list[str]:
+    """The screen as text, one line per row of cells."""
+    return ["".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips()]
+
+
+def _per_action_title(app) -> str:
+    per = app.query_one("#eval-per-action", DataTable)
+    return _screen(app)[per.region.y][per.region.x:per.region.right]
+
+
+async def test_pane_fits_five_models_in_120_columns(demo_store, fake_openai):
+    from routelab.tui.panes.evaluate import short_model
+
+    _evaluate_five(demo_store.path)
+    app = PaneApp(demo_store.path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(app, pilot)
+        table = app.query_one("#eval-table", DataTable)
+        assert [k.value for k in table.rows] == FIVE
+        # the whole headline is on screen: no horizontal scrolling, the cost column visible
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        lines = _screen(app)
+        header = next(line for line in lines if "synthetic" in line)
+        assert "$/1k routes" in header and "vs base" in header
+        ft = next(line for line in lines if "IWFYZ3fh" in line)
+        assert "ft:" in ft and ":routelab:IWFYZ3fh" in ft and "…utelab" not in ft  # suffix and id kept whole
+        assert "$0." in ft.split("IWFYZ3fh", 1)[1]  # its cost per 1k routes
+        assert FT in str(table.tooltip)  # the full id
+        # compact intervals
+        local = next(line for line in lines if line.startswith("│ local "))
+        assert "[." in local and "[+." in local
+        # the per-action panel follows the cursor; its title is whole; the full id at its bottom
+        table.focus()
+        for i, model in enumerate(FIVE):
+            if i:
+                await pilot.press("down")
+                await pilot.pause()
+            pane = app.query_one(EvaluatePane)
+            assert pane.selected == model
+            title = _per_action_title(app)
+            assert "macro-F1" in title and "invalid" in title and "%" in title and "…─" not in title
+            assert short_model(model, 20).split("…")[-1] in title
+        per = app.query_one("#eval-per-action", DataTable)
+        assert FT in _screen(app)[per.region.bottom - 1]
+
+
+async def test_pane_rerun_selects_the_first_row(demo_store, fake_openai):
+    from routelab.tui.components.confirm import ConfirmScreen
+
+    _evaluate_five(demo_store.path)
+    app = PaneApp(demo_store.path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(app, pilot)
+        pane = app.query_one(EvaluatePane)
+        table = app.query_one("#eval-table", DataTable)
+        table.focus()
+        await pilot.press("down", "down")
+        await pilot.pause()
+        assert pane.selected == "local"
+        await pilot.press("r")  # the pane's run: the zero-shot baseline first now
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, ConfirmScreen):
+                await pilot.press("y")
+            if not pane.running:
+                break
+        await _settle(app, pilot)
+        await _settle(app, pilot)
+        first = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        assert table.cursor_row == 0 and first == ev.ZERO_SHOT == pane.selected
+        assert _per_action_title(app).lstrip("╭─ ").startswith(ev.ZERO_SHOT)
+        # and it keeps following the cursor
+        await pilot.press("down")
+        await pilot.pause()
+        assert pane.selected == "local" and _per_action_title(app).lstrip("╭─ ").startswith("local ")
+
+
+def test_short_model_keeps_the_suffix_and_id():
+    from routelab.tui.panes.evaluate import short_model
+
+    assert short_model("gpt-4.1", 24) == "gpt-4.1"
+    assert short_model(FT, 22) == "ft:…:routelab:IWFYZ3fh"
+    assert short_model(FT, 29) == "ft:gpt-4.1…:routelab:IWFYZ3fh"
+    assert short_model("ft:gpt-4o-mini-2024-07-18:my-org:custom-suffix:9x8y7z", 24) == "ft:…:my-org:cust…:9x8y7z"
+    for width in range(8, 60):
+        assert len(short_model(FT, width)) <= width
+        assert len(short_model("a-very-long-model-name-that-goes-on-2025-01-01", width)) <= width

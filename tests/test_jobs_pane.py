@@ -45,6 +45,7 @@ async def test_finetune_from_the_pane_updates_live(demo_store, fake_openai):
         assert await _until(pilot, lambda: fake_openai.jobs and (j := pane.selected_job()) is not None
                             and j.kind == "finetune" and j.remote_id)
         assert "validating" in _text(pane, "#job-title")
+        assert not pane.query_one("#job-chart").display  # no loss yet: no empty chart frame
 
         _advance(fake_openai)  # files validated -> queued
         assert await _until(pilot, lambda: "queued" in _text(pane, "#job-title"))
@@ -57,6 +58,7 @@ async def test_finetune_from_the_pane_updates_live(demo_store, fake_openai):
                                                    for line in pane.query_one("#job-log").lines))
             assert pane.query_one("#job-progress").progress == step
             assert pane._chart_signature[1][0] == step  # train-loss points drawn
+            assert pane.query_one("#job-chart").display
         remote = _advance(fake_openai)  # -> succeeded
         assert remote["status"] == "succeeded"
         assert await _until(pilot, lambda: "succeeded" in _text(pane, "#job-title"))
@@ -82,9 +84,39 @@ async def test_pane_resumes_a_job_started_before_the_app_opened(demo_store, fake
         await pilot.press("f2")
         assert await _until(pilot, lambda: (j := pane.selected_job()) is not None and j.status.terminal)
         assert pane.selected == job.id and pane.selected_job().status.value == "succeeded"
+        assert await _until(pilot, lambda: pane.query_one("#job-chart").display)  # its loss, read back
         # cancelling a finished job only says so
         await pilot.press("c")
         await pilot.pause(0.05)
         assert not isinstance(app.screen, ConfirmScreen)
     ids = [e.remote_id for e in demo_store.job_events(job.id) if e.remote_id]
     assert len(ids) == len(set(ids))
+
+
+def _screen(app) -> list[str]:
+    return ["".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips()]
+
+
+async def test_jobs_without_metrics_show_no_loss_chart(demo_store):
+    """Label and eval jobs have no loss: no empty chart frame, the event log takes the room."""
+    from routelab.services import evaluation
+
+    evaluation.evaluate(demo_store)  # offline: an eval job, and a label job for the zero-shot baseline
+    app = RoutelabApp(demo_store.path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.query_one(JobsPane)
+        pane.poll_interval = 0.02
+        await pilot.press("f2")
+        for kind in ("label", "eval"):
+            if kind == "eval":
+                await pilot.press("down")
+            assert await _until(pilot, lambda: (j := pane.selected_job()) is not None and j.kind == kind
+                                and "succeeded" in _text(pane, "#job-title")), kind
+            await pilot.pause(0.1)  # a few polls: its events are in
+            chart, log = pane.query_one("#job-chart"), pane.query_one("#job-log")
+            assert not chart.display
+            assert log.region.y <= pane.query_one("#job-progress-row").region.bottom + 1  # right below the bar
+            assert log.region.height >= 25  # most of the panel at 120x40
+            detail = pane.query_one("#job-detail").region
+            shown = "\n".join(line[detail.x:detail.right] for line in _screen(app))
+            assert "loss" not in shown and "┌" not in shown, shown

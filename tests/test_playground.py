@@ -166,3 +166,53 @@ async def test_playground_pane_reload_lists_a_new_model(demo_store):
         await pilot.press("ctrl+r")
         await _settle(app, pilot)
         assert pane.models == [ZERO_SHOT, "local", "local-ft-later"] and pane.ready
+
+
+def _screen(app) -> list[str]:
+    return ["".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips()]
+
+
+async def test_playground_pane_costs_are_readable_at_120_columns(demo_store, fake_openai):
+    from routelab.tui.panes.playground import fmt_cost
+
+    ft = "ft:gpt-4.1-mini-2025-04-14:routelab:IWFYZ3fh"
+    app = PaneApp(demo_store.path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.query_one(PlaygroundPane)
+        await _settle(app, pilot)
+        pane.select_model(ft)
+        await _settle(app, pilot)
+        assert pane.selected_models()[-1] == ft
+        app.query_one("#pg-input", Input).value = "where is my payslip"
+        app.query_one("#pg-input", Input).focus()
+        await pilot.press("enter")
+        await _settle(app, pilot)
+        results = app.query_one("#pg-results", DataTable)
+        rows = {r.model: r for r in pane.tries[-1].results}
+        assert rows[ft].cost > 0 and rows["gpt-4.1"].cost > 0 and rows[ZERO_SHOT].cost == 0
+        lines = _screen(app)
+        box = results.region  # the table's rows on screen, inside its border
+        shown = [line[box.x:box.right] for line in lines[box.y + 2:box.bottom - 1]]
+        for i, model in enumerate(pane.selected_models()):
+            cost = str(results.get_row_at(i)[4])
+            assert cost == fmt_cost(rows[model])
+            assert str(results.get_row_at(i)[0]) in shown[i] and f" {cost} " in shown[i], shown[i]
+        assert str(results.get_row_at(pane.selected_models().index(ZERO_SHOT))[4]) == "free"
+        ft_cost = str(results.get_row_at(pane.selected_models().index(ft))[4])
+        assert ft_cost.startswith(("$0.0", "<$0.0")) and len(ft_cost) > 4 and "$0." != ft_cost
+        # a fine-tune keeps its suffix and id on screen; the full id is in the tooltip
+        assert any(":routelab:IWFYZ3fh" in line for line in lines)
+        assert ft in str(results.tooltip)
+        assert results.virtual_size.width <= results.scrollable_content_region.width
+
+
+def test_fmt_cost():
+    from routelab.services.playground import RouteResult
+    from routelab.tui.panes.playground import fmt_cost
+
+    assert fmt_cost(RouteResult(model="local")) == "free"
+    assert fmt_cost(RouteResult(model="x", tokens_in=10)) == "$0"
+    assert fmt_cost(RouteResult(model="x", cost=0.000123, tokens_in=10)) == "$0.00012"
+    assert fmt_cost(RouteResult(model="x", cost=0.00000123, tokens_in=10)) == "<$0.0001"
+    assert fmt_cost(RouteResult(model="x", cost=0.0123, tokens_in=10)) == "$0.012"
+    assert fmt_cost(RouteResult(model="x", cost=2.5, tokens_in=10)) == "$2.50"

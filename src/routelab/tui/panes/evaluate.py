@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -28,8 +29,97 @@ TABLE_COLUMNS = ("model", "synthetic", "user", "all", "improvement", "latency", 
 MATRIX_MAX_ACTIONS = 12  # beyond this the full matrix is unreadable: the largest confusions say more
 
 
+MODEL_WIDTH = (16, 44)  # the headline's model column: at least, at most (the rest of the row decides)
+
+
 def _short(model: str, width: int = 30) -> str:
-    return model if len(model) <= width else model[: width // 2 - 1] + "…" + model[-(width // 2):]
+    """`model` in at most `width` characters, cut in the middle (both ends stay readable)."""
+    if len(model) <= width:
+        return model
+    if width <= 1:
+        return "…"[:width]
+    tail = (width - 1) // 2
+    return model[: width - 1 - tail] + "…" + model[len(model) - tail:]
+
+
+def short_model(model: str, width: int = 30) -> str:
+    """A model id in at most `width` characters, keeping what tells models apart.
+
+    A fine-tune id `ft:BASE:SUFFIX:ID` (or `ft:BASE:ORG:SUFFIX:ID`) keeps its suffix and id
+    and shortens the base: `ft:gpt-4.1…:routelab:IWFYZ3fh`, then `ft:…:routelab:IWFYZ3fh`;
+    anything else is cut in the middle. The full id belongs in a tooltip or a panel.
+    """
+    if len(model) <= width:
+        return model
+    parts = model.split(":")
+    if len(parts) >= 3 and parts[0] == "ft":
+        base, rest = parts[1], ":".join(parts[2:])
+        room = width - len("ft:…:") - len(rest)
+        if room >= 6:  # enough of the base to recognise it
+            return f"ft:{base[:room]}…:{rest}"
+        if room >= 0:
+            return f"ft:…:{rest}"
+        ident = parts[-1]
+        if len("ft:…:") + len(ident) <= width:  # the id tells fine-tunes apart: keep it whole
+            middle = ":".join(parts[2:-1])
+            room = width - len("ft:…:") - len(ident) - 2
+            return f"ft:…:{middle[:room]}…:{ident}" if room >= 3 else f"ft:…:{ident}"
+    return _short(model, width)
+
+
+def _c(x: float, sign: bool = False) -> str:
+    """0.84 -> `.84`, -0.05 -> `-.05`, 1.0 -> `1.00`: interval ends, compactly."""
+    s = f"{x:+.2f}" if sign else f"{x:.2f}"
+    return s.replace("0.", ".", 1) if s.lstrip("+-").startswith("0.") else s
+
+
+def fmt_acc(cell: dict | None) -> str:
+    """`0.88 [.84–.91]` (95% Wilson interval), or `—` for an empty slice."""
+    if not cell or not cell.get("n"):
+        return "—"
+    return f"{cell['accuracy']:.2f} [{_c(cell['ci_low'])}–{_c(cell['ci_high'])}]"
+
+
+def fmt_improvement(imp: dict | None, is_base: bool) -> str:
+    """`+0.35 [+.21–+.49]`, `base`, or `—`."""
+    if is_base:
+        return "base"
+    if not imp:
+        return "—"
+    return f"{imp['delta']:+.2f} [{_c(imp['ci_low'], True)}–{_c(imp['ci_high'], True)}]"
+
+
+def fmt_latency(p50: float | None, p95: float | None) -> str:
+    """`0.12/0.31` or `19/58` (ms; the column header says so)."""
+    if p50 is None:
+        return "—"
+
+    def one(v: float) -> str:
+        return f"{v:.2f}" if v < 10 else f"{v:.0f}"
+
+    return f"{one(p50)}/{one(p95 if p95 is not None else p50)}"
+
+
+# key -> header; compact cells so that five or more models fit 120 columns
+HEADERS = {"model": "model", "synthetic": "synthetic", "user": "user", "all": "all", "improvement": "vs base",
+           "latency": "p50/p95 ms", "cost": "$/1k routes"}
+
+
+def headline_cells(ev: Evaluation) -> dict[str, str]:
+    """The headline row of one model, in the pane's compact formats (the model id in full)."""
+    from routelab.services.evaluation import headline_row
+
+    d = ev.details
+    slices = d.get("slices", {})
+    cells = headline_row(ev)
+    cells.update({
+        "synthetic": fmt_acc(slices.get("synthetic")),
+        "user": fmt_acc(slices.get("user")),
+        "all": fmt_acc(slices.get("all")),
+        "improvement": fmt_improvement(d.get("improvement"), d.get("base") == ev.model),
+        "latency": fmt_latency(ev.latency_p50_ms, ev.latency_p95_ms),
+    })
+    return cells
 
 
 class EvaluatePane(Vertical):
@@ -48,6 +138,8 @@ class EvaluatePane(Vertical):
         self.auto_run = auto_run  # evaluate once by itself when nothing is stored and every model is local
         self._auto_pending = False
         self._loaded = False
+        self._model_width = MODEL_WIDTH[1]  # of the headline's model column, as last filled
+        self._first_next = False  # a run finished: the next load selects its first row
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Loading evaluations…"), id="eval-status")
@@ -67,12 +159,7 @@ class EvaluatePane(Vertical):
                 yield confusions
 
     def on_mount(self) -> None:
-        t = self.query_one("#eval-table", DataTable)
-        from routelab.services.evaluation import HEADLINE_COLUMNS
-
-        for key, header in HEADLINE_COLUMNS:
-            if key in TABLE_COLUMNS:
-                t.add_column(header, key=key)
+        self._columns(self.query_one("#eval-table", DataTable))
         self.query_one("#eval-per-action", DataTable).add_columns("F1", "prec.", "recall", "n", "action")
         self.query_one("#eval-confusions", DataTable).add_columns("count", "label", "predicted")
         self.reload()
@@ -89,7 +176,8 @@ class EvaluatePane(Vertical):
     # ------------------------------------------------------------------ loading
 
     @work(thread=True, exclusive=True, group="eval-load")
-    def reload(self) -> None:
+    def reload(self, first: bool = False) -> None:
+        """Read the stored evaluations; `first`: select the first row (after a run) instead of keeping the selection."""
         from routelab.services.evaluation import check_split, latest
         from routelab.store import Store
 
@@ -109,7 +197,7 @@ class EvaluatePane(Vertical):
                 except Exception as e:  # BadInput: no test split, or no labels yet
                     hint = str(e)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show, rows, split or "test", hint)
+            self.app.call_from_thread(self._show, rows, split or "test", hint, first)
             if auto:
                 self.app.call_from_thread(self._maybe_auto_run)
 
@@ -124,36 +212,72 @@ class EvaluatePane(Vertical):
             self.auto_run = self._auto_pending = False
             self.action_run_eval()
 
-    def _show(self, rows: list[Evaluation], split: str, hint: str | None) -> None:
-        from routelab.services.evaluation import headline_row
-
+    def _show(self, rows: list[Evaluation], split: str, hint: str | None, first: bool = False) -> None:
         self._loaded = True
         self.rows, self.split = rows, split
-        t = self.query_one("#eval-table", DataTable)
-        keep = self.selected
-        t.clear()
-        for ev in rows:
-            cells = headline_row(ev)
-            t.add_row(*(literal(_short(cells[k]) if k == "model" else cells[k]) for k in TABLE_COLUMNS), key=ev.model)
+        first, self._first_next = first or self._first_next, False
+        self._fill(None if first else self.selected)
         if rows:
-            names = [ev.model for ev in rows]
+            self._status()
+        else:
+            self.query_one("#eval-status", Static).update(literal(hint or "no evaluation yet · press r to run one"))
+
+    @staticmethod
+    def _widths(cells: list[dict[str, str]]) -> dict[str, int]:
+        """Each column as wide as its widest cell or header."""
+        return {k: max([cell_len(HEADERS[k])] + [cell_len(c[k]) for c in cells]) for k in TABLE_COLUMNS}
+
+    def _fit_model_width(self, cells: list[dict[str, str]]) -> int:
+        """How wide the model column may be so that the whole headline fits the pane."""
+        width = self.size.width or self.app.size.width
+        widths = self._widths(cells)
+        others = sum(widths[k] + 2 for k in TABLE_COLUMNS if k != "model")  # + the cell padding
+        scrollbar = 2 if len(cells) > 9 else 0  # more rows than the table shows
+        room = width - 2 - others - 2 - scrollbar  # the border; the model column's padding
+        return max(MODEL_WIDTH[0], min(MODEL_WIDTH[1], room, widths["model"]))
+
+    def _fill(self, keep: str | None) -> None:
+        """(Re)fill the headline table; the cursor on `keep` (else the first row) and the panels follow it."""
+        t = self.query_one("#eval-table", DataTable)
+        cells = [headline_cells(ev) for ev in self.rows]
+        self._model_width = width = self._fit_model_width(cells)
+        for ev, row in zip(self.rows, cells):
+            row["model"] = short_model(ev.model, width)
+        t.clear(columns=True)  # an auto-width column never narrows: set the widths anew
+        self._columns(t, self._widths(cells) if cells else None)
+        for ev, row in zip(self.rows, cells):
+            t.add_row(*(literal(row[k]) for k in TABLE_COLUMNS), key=ev.model)
+        cut = [(row["model"], ev.model) for ev, row in zip(self.rows, cells) if row["model"] != ev.model]
+        t.tooltip = Text("\n".join(f"{a} = {b}" for a, b in cut)) if cut else None  # the full ids
+        if self.rows:
+            names = [ev.model for ev in self.rows]
             index = names.index(keep) if keep in names else 0
             t.move_cursor(row=index)
             self._select(names[index])
-            self._status()
         else:
             self._select(None)
-            self.query_one("#eval-status", Static).update(literal(hint or "no evaluation yet · press r to run one"))
+
+    @staticmethod
+    def _columns(t: DataTable, widths: dict[str, int] | None = None) -> None:
+        for key in TABLE_COLUMNS:
+            t.add_column(HEADERS[key], key=key, width=widths[key] if widths else None)
+
+    def on_resize(self) -> None:
+        if self.rows and self._fit_model_width([headline_cells(ev) for ev in self.rows]) != self._model_width:
+            self._fill(self.selected)
+        else:
+            self._title_per_action()  # fit the new width
 
     def _status(self, extra: str = "") -> None:
         if not self.rows:
             return
         first = self.rows[0]
         slices = first.details.get("slices", {})
-        counts = " · ".join(f"{k} n={slices[k]['n']}" for k in ("synthetic", "user") if k in slices)
+        counts = " · ".join(f"{k} n={slices[k]['n']}" for k in ("synthetic", "user")
+                            if k in slices and slices[k].get("n")) or "n=0"
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{self.split} split", style="bold")
-        text.append(f" · {counts} · base {first.details.get('base')}")
+        text.append(f" · {counts} · base {short_model(str(first.details.get('base')), 30)}")
         text.append(f" · {first.created_at[:16].replace('T', ' ')} UTC")
         text.append(" · [95% Wilson CI] · r re-run", style="dim")
         if extra:
@@ -164,8 +288,13 @@ class EvaluatePane(Vertical):
 
     @on(DataTable.RowHighlighted, "#eval-table")
     def _model_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key is not None and event.row_key.value != self.selected:
-            self._select(event.row_key.value)
+        # follow the cursor as it is now: a highlight queued before the table was refilled may be stale
+        t = self.query_one("#eval-table", DataTable)
+        if not t.row_count or not t.is_valid_coordinate(t.cursor_coordinate):
+            return
+        model = t.coordinate_to_cell_key(t.cursor_coordinate).row_key.value
+        if model != self.selected:
+            self._select(model)
 
     def _select(self, model: str | None) -> None:
         self.selected = model
@@ -176,11 +305,10 @@ class EvaluatePane(Vertical):
         per.clear()
         conf.clear()
         self.confusion_ids = []
+        self._title_per_action()
         if ev is None:
             matrix.update("")
             return
-        f1 = f"{ev.macro_f1:.2f}" if ev.macro_f1 is not None else "—"
-        per.border_title = literal(f"{_short(ev.model, 24)} · macro-F1 {f1} · invalid {ev.invalid_rate:.1%} · worst first")
         items = sorted(ev.details.get("per_action", {}).items(), key=lambda kv: kv[1]["f1"])
         for action, m in items:
             per.add_row(f"{m['f1']:.2f}", f"{m['precision']:.2f}", f"{m['recall']:.2f}", str(m["support"]),
@@ -194,6 +322,24 @@ class EvaluatePane(Vertical):
         matrix.update(self._matrix(ev) if small else "")
         conf.border_title = ("Largest confusions · ⏎ review them" if small or not labels else
                              f"Largest confusions of {len(labels)} actions · ⏎ review them")
+
+    def _title_per_action(self) -> None:
+        """`MODEL · macro-F1 0.83 · invalid 0.0%` whole in the border; the full id below when shortened."""
+        per = self.query_one("#eval-per-action", DataTable)
+        ev = next((r for r in self.rows if r.model == self.selected), None)
+        if ev is None:
+            per.border_title, per.border_subtitle = "Per action", None
+            return
+        f1 = f"{ev.macro_f1:.2f}" if ev.macro_f1 is not None else "—"
+        # the border shows about its width less the corners: the model gets what the numbers leave
+        room = max(24, (per.outer_size.width or self.size.width // 2 or 60) - 6)
+        tail = f" · macro-F1 {f1} · invalid {ev.invalid_rate:.1%}"
+        name = short_model(ev.model, max(12, room - len(tail)))
+        title = name + tail
+        if len(title) + len(" · worst first") <= room:
+            title += " · worst first"
+        per.border_title = literal(title)
+        per.border_subtitle = literal(_short(ev.model, room)) if name != ev.model else None  # the full id
 
     @staticmethod
     def _matrix(ev: Evaluation):
@@ -293,4 +439,5 @@ class EvaluatePane(Vertical):
     def _done(self, message: str, error: bool) -> None:
         self.running = False
         self.notify(literal(message).plain, severity="error" if error else "information", markup=False)
-        self.reload()
+        self._first_next = True  # a new run: its first row (the base) and its panels
+        self.reload(first=True)

@@ -1,8 +1,9 @@
 """The Jobs pane: every job (label, batch, fine-tune, eval) and a live panel for the selected one.
 
 Left: the jobs, newest first. Right: status and timeline, elapsed and ETA, a step/total
-progress bar, the train/validation loss chart, the event log (auto-scrolling), trained
-tokens and cost.
+progress bar, the train/validation loss chart (only for a job with loss metrics, i.e. a
+fine-tune once its first step is in; otherwise the event log takes its room), the event
+log (auto-scrolling), trained tokens and cost.
 
 Polling: one worker thread at a time, with its own Store connection, reads the store (and
 at most every `remote_interval` seconds asks the provider about unfinished remote jobs);
@@ -43,6 +44,8 @@ STATUS_MARK = {
     "queued": ("○", "dim"), "validating": ("◌", "cyan"), "running": ("●", "yellow"),
     "succeeded": ("✓", "green"), "failed": ("✗", "red"), "cancelled": ("⊘", "magenta"),
 }
+
+LOSS_SERIES = {"train_loss": "train", "valid_loss": "valid"}  # what the chart draws, and its legend
 
 
 JOBS_KEYS: list[tuple[str, str]] = [
@@ -115,11 +118,13 @@ class JobsPane(Vertical):
                     yield ProgressBar(total=None, show_eta=False, id="job-progress")
                     yield Static("", id="job-step")
                 if PlotextPlot is not None:
-                    yield PlotextPlot(id="job-chart")
+                    chart = PlotextPlot(id="job-chart")
                 else:  # pragma: no cover
                     from textual.widgets import Sparkline
 
-                    yield Sparkline([], id="job-chart")
+                    chart = Sparkline([], id="job-chart")
+                chart.display = False  # until the selected job has loss points
+                yield chart
                 yield RichLog(id="job-log", markup=False, wrap=True, auto_scroll=True, max_lines=5000)
                 yield Static("", id="job-footer")
         yield Static(Text("f fine-tune · l local fine-tune · c cancel · p open model in playground", style="dim"),
@@ -308,6 +313,7 @@ class JobsPane(Vertical):
             bar.update(total=None, progress=0)
             self._set(step, Text(""))
             self._set(footer, Text(""))
+            self.query_one("#job-chart").display = False
             return
         events = self._events if self._events_for == job.id else []
         view = describe(job, events)
@@ -356,11 +362,14 @@ class JobsPane(Vertical):
             widget.update(text)
 
     def _draw_chart(self, series: dict[str, list[tuple[int, float]]]) -> None:
+        chart = self.query_one("#job-chart")
+        # a label or eval job (or a fine-tune before its first step) has no loss: no empty frame,
+        # the event log below gets the room
+        chart.display = any(series.get(key) for key in LOSS_SERIES)
         signature = (self.selected, tuple(len(v) for v in series.values()))
         if signature == self._chart_signature:
             return  # plotext redraws are not free: only when a point was added
         self._chart_signature = signature
-        chart = self.query_one("#job-chart")
         if PlotextPlot is None or not isinstance(chart, PlotextPlot):  # pragma: no cover
             chart.data = [v for _, v in series.get("train_loss", [])]
             return
@@ -368,7 +377,7 @@ class JobsPane(Vertical):
         plt.clear_data()
         plt.clear_figure()
         plt.title("loss")
-        for key, label in (("train_loss", "train"), ("valid_loss", "valid")):
+        for key, label in LOSS_SERIES.items():
             points = series.get(key)
             if points:
                 plt.plot([s for s, _ in points], [v for _, v in points], label=label, marker="braille")

@@ -21,7 +21,23 @@ from textual.widgets import DataTable, Input, SelectionList, Static
 from textual.widgets.selection_list import Selection
 from textual.worker import get_current_worker
 
+from routelab.tui.panes.evaluate import short_model
 from routelab.tui.safe import literal
+
+MODEL_WIDTH = 30  # the routes table's model column (the full ids are in its tooltip)
+LIST_WIDTH = 26  # what the model list shows of an id beside its checkbox
+COST_WIDTH = 9  # `<$0.0001`, `$0.00012`, `$0.012`, `free`
+
+
+def fmt_cost(r) -> str:
+    """One route's cost, readable in a narrow column: `free` (a local model), `$0.00012`, `<$0.0001`."""
+    if not r.cost:
+        return "free" if not (r.tokens_in or r.tokens_out) else "$0"
+    if r.cost < 0.0001:
+        return "<$0.0001"
+    if r.cost < 1:
+        return f"${r.cost:.2g}"  # two significant digits: $0.00012, $0.0031, $0.12
+    return f"${r.cost:.2f}"
 
 
 def _fmt_route(r) -> tuple[Text, Text, str, str, str]:
@@ -30,8 +46,7 @@ def _fmt_route(r) -> tuple[Text, Text, str, str, str]:
     action = literal(r.action, "bold") if r.valid and r.action else literal("(invalid)", "red")
     conf = "" if r.confidence is None else f"{r.confidence:.2f}"
     latency = "" if r.latency_ms is None else (f"{r.latency_ms:.2f} ms" if r.latency_ms < 10 else f"{r.latency_ms:.0f} ms")
-    cost = f"${r.cost:.6f}" if r.cost else "$0"
-    return action, literal(""), conf, latency, cost
+    return action, literal(""), conf, latency, fmt_cost(r)
 
 
 class PlaygroundPane(Vertical):
@@ -70,7 +85,11 @@ class PlaygroundPane(Vertical):
         yield Static(Text("loading models…", style="dim"), id="pg-status")
 
     def on_mount(self) -> None:
-        self.query_one("#pg-results", DataTable).add_columns("model", "action", "confidence", "latency", "cost", "")
+        results = self.query_one("#pg-results", DataTable)
+        for label in ("model", "action", "confidence", "latency"):
+            results.add_column(label)
+        results.add_column("cost", width=COST_WIDTH)  # never cut to `$0.`
+        results.add_column("")
         self.query_one("#pg-history", DataTable).add_columns("#", "saved", "question", "routes")
 
 
@@ -114,7 +133,8 @@ class PlaygroundPane(Vertical):
         self.models = list(models)
         sl = self.query_one("#pg-models", SelectionList)
         sl.clear_options()
-        sl.add_options([Selection(literal(m), m, True) for m in self.models])
+        sl.add_options([self._option(m) for m in self.models])
+        self._list_tooltip()
         for model in self._pending:
             self._add_model(model)
         self._pending.clear()
@@ -141,9 +161,20 @@ class PlaygroundPane(Vertical):
         sl = self.query_one("#pg-models", SelectionList)
         if model_id not in self.models:
             self.models.append(model_id)
-            sl.add_option(Selection(literal(model_id), model_id, True))
+            sl.add_option(self._option(model_id))
+            self._list_tooltip()
         else:
             sl.select(model_id)
+
+    @staticmethod
+    def _option(model_id: str) -> Selection:
+        """A model in the list: its id shortened to fit (`ft:…:suffix:id`), the value the full id."""
+        return Selection(literal(short_model(model_id, LIST_WIDTH)), model_id, True)
+
+    def _list_tooltip(self) -> None:
+        """The full ids of the models the list shows shortened."""
+        cut = [m for m in self.models if short_model(m, LIST_WIDTH) != m]
+        self.query_one("#pg-models", SelectionList).tooltip = Text("\n".join(cut)) if cut else None
 
     @work(thread=True, group="pg-warm")
     def _warm_one(self, model_id: str) -> None:
@@ -188,7 +219,7 @@ class PlaygroundPane(Vertical):
         self.tries.append(attempt)
         index = len(self.tries) - 1
         summary = " · ".join(
-            f"{r.model}→{r.action if r.valid and r.action else ('error' if r.error else 'invalid')}"
+            f"{short_model(r.model, 24)}→{r.action if r.valid and r.action else ('error' if r.error else 'invalid')}"
             for r in attempt.results
         )
         history = self.query_one("#pg-history", DataTable)
@@ -208,7 +239,10 @@ class PlaygroundPane(Vertical):
         results.border_title = Text("Routes · ") + literal(title[:80])
         for r in attempt.results:
             action, error, conf, latency, cost = _fmt_route(r)
-            results.add_row(literal(r.model), action, conf, latency, cost, error)
+            results.add_row(literal(short_model(r.model, MODEL_WIDTH)), action, conf, latency, cost, error)
+        cut = [(short_model(r.model, MODEL_WIDTH), r.model) for r in attempt.results
+               if short_model(r.model, MODEL_WIDTH) != r.model]
+        results.tooltip = Text("\n".join(f"{a} = {b}" for a, b in cut)) if cut else None  # the full ids
 
     @on(DataTable.RowHighlighted, "#pg-history")
     def _history_highlighted(self, event: DataTable.RowHighlighted) -> None:
