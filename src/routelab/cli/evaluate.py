@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from routelab.cli.output import add_json_flag, emit_json, table
+from routelab.cli.output import ProgressPrinter, add_json_flag, confirmer, emit_json, table
 from routelab.domain import BadInput, RoutelabError
 
 
@@ -63,10 +63,12 @@ def cmd_eval(ctx) -> int:
         return 0
 
     models = ev.parse_models(a.models)
-    progress = _progress_printer() if (sys.stderr.isatty() and not a.json) else None
-    run = ev.evaluate(store, models, split=a.split, base=a.base, progress=progress, confirm=_confirm(a.yes))
-    if progress:
-        sys.stderr.write("\r\033[K")
+    progress = ProgressPrinter("evaluate", quiet=a.json)
+    try:
+        run = ev.evaluate(store, models, split=a.split, base=a.base, progress=progress,
+                          confirm=confirmer(a.yes, "evaluating"))
+    finally:
+        progress.close()
     if a.json:
         emit_json({"split": run.split, "n": run.n, "base": run.base, "job_id": run.job_id,
                    "models": [ev.to_json(r) for r in run.evaluations], "errors": run.errors})
@@ -75,32 +77,6 @@ def cmd_eval(ctx) -> int:
     for model, reason in run.errors.items():
         sys.stderr.write(f"routelab: error: {model}: {' '.join(reason.split())}\n")
     return 1 if run.errors else 0
-
-
-def _confirm(yes: bool):
-    """Spending above the limit: --yes says yes; a terminal is asked; a script is refused."""
-    if yes:
-        return lambda estimate: True
-    if not sys.stdin.isatty():
-        return None
-
-    def ask(estimate) -> bool:
-        sys.stderr.write(f"\r\033[K{estimate.line()}\nspend it? [y/N] ")
-        sys.stderr.flush()
-        return sys.stdin.readline().strip().lower() in ("y", "yes")
-
-    return ask
-
-
-def _progress_printer():
-    def show(p) -> None:
-        total = p.total or 0
-        pct = f"{100 * p.done / total:3.0f}%" if total else ""
-        eta = f" · ETA {p.eta:.0f}s" if p.eta else ""
-        sys.stderr.write(f"\r\033[Kevaluating {p.done}/{total} {pct}{eta} · {p.message}")
-        sys.stderr.flush()
-
-    return show
 
 
 def _print_table(rows, split: str, *, job_id: int | None, details: bool) -> None:

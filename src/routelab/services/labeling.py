@@ -185,6 +185,8 @@ class _Run:
         self.hard_limit = hard_limit
         self._last_flush = 0.0
         self._last_report = 0.0
+        self._last_check = 0.0
+        self._cancelled = False
 
     def event(self, message: str, level: str = "info", **data: Any) -> None:
         self.store.add_job_events([JobEvent(job_id=self.job.id, level=level, message=message, data=data)])
@@ -217,11 +219,11 @@ class _Run:
     def cancelled(self) -> bool:
         """Did someone cancel this job (`routelab jobs cancel`, the Jobs pane)? Read at most twice a second."""
         now = time.monotonic()
-        if now - getattr(self, "_last_check", 0.0) >= 0.5:
+        if now - self._last_check >= 0.5:
             self._last_check = now
             current = self.store.job(self.job.id)
             self._cancelled = current is not None and current.status == JobStatus.CANCELLED
-        return getattr(self, "_cancelled", False)
+        return self._cancelled
 
     def tick(self, force: bool = False) -> None:
         now = time.monotonic()
