@@ -36,7 +36,7 @@ from routelab.config import Settings  # noqa: E402
 from routelab.domain import NewExample  # noqa: E402
 from routelab.providers import openai_router  # noqa: E402
 from routelab.services.demo import demo_data_dir  # noqa: E402
-from routelab.services.importing import read_actions  # noqa: E402
+from routelab.services.parsing import read_actions  # noqa: E402
 from routelab.services.labeling import label  # noqa: E402
 from routelab.store import Store  # noqa: E402
 

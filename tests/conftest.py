@@ -30,7 +30,7 @@ def db_path(tmp_path) -> Path:
 @pytest.fixture
 def store(db_path):
     """An empty workspace with the HR demo's four actions."""
-    from routelab.services.importing import read_actions
+    from routelab.services.parsing import read_actions
 
     s = Store.open(db_path)
     s.upsert_actions(read_actions(demo_data_dir() / "actions.json"))

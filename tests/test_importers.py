@@ -58,7 +58,8 @@ def test_csv_with_split_and_tab_delimiter(store, tmp_path):
 
 
 def test_clinc150_all_splits_and_out_of_scope(store):
-    from routelab.services.importing import OOS_ACTION, import_file
+    from routelab.services.importing import import_file
+    from routelab.services.parsing import OOS_ACTION
 
     r = import_file(store, CLINC, create_actions=True)
     assert r.added == 20 + 5 + 5 + 9

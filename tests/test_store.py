@@ -32,12 +32,20 @@ def test_migrations_run_forward_from_every_version(tmp_path):
         c.execute(statement)
     c.execute("PRAGMA user_version = 1")
     c.execute("INSERT INTO actions (name, description, code, created_at) VALUES ('a', '', 1, 'now')")
+    c.execute("INSERT INTO examples (text, source, hash, created_at) VALUES ('my card is lost', 'user', 'h1', 'now')")
+    c.execute("INSERT INTO examples_fts (rowid, text) VALUES (1, 'my card is lost')")
     c.commit()
     c.close()
     with Store.open(path) as s:
         assert s.schema_version == LATEST
         assert s.action_names() == ["a"]  # data survives
         assert "models" in s.db.table_names()
+        # search still finds the old question, and new ones
+        assert [e.text for e in s.page(ExampleFilter(query="lost car"))] == ["my card is lost"]
+        add(s, "a lost wallet")
+        assert s.count(ExampleFilter(query="lost")) == 2
+        # 3: the search index merges 16 segments at a time
+        assert s.conn.execute("SELECT v FROM examples_fts_config WHERE k = 'automerge'").fetchone() == (16,)
 
 
 def test_action_codes_are_stable(store):

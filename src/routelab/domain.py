@@ -12,7 +12,7 @@ import unicodedata
 from datetime import datetime, timezone
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -147,6 +147,28 @@ class NewExample:
     @property
     def hash(self) -> str:
         return content_hash(self.text, self.conversation)
+
+    def row(self) -> ExampleRow:
+        """The example as the store inserts it; plain tuples travel cheaply between processes."""
+        return (self.text, conversation_json(self.conversation), self.source, self.split, self.hash, self.label)
+
+
+# (text, conversation JSON or None, source, split, content hash, file label or None)
+ExampleRow = tuple[str, str | None, str, str, str, str | None]
+
+
+class RowChunk(NamedTuple):
+    """A run of parsed examples, and how far through its file they reach (0..1)."""
+
+    rows: list[ExampleRow]
+    fraction: float
+
+
+def conversation_json(conversation: list[Message] | None) -> str | None:
+    """How a conversation is stored in examples.conversation."""
+    if not conversation:
+        return None
+    return json.dumps([m.model_dump() for m in conversation], ensure_ascii=False)
 
 
 class Example(BaseModel):

@@ -49,7 +49,7 @@ def register(sub, common) -> None:
 def cmd_init(ctx) -> int:
     actions = None
     if ctx.args.actions:
-        from routelab.services.importing import read_actions
+        from routelab.services.parsing import read_actions
 
         actions = read_actions(ctx.args.actions)  # validated before the workspace is touched
     store = ctx.store()
@@ -87,7 +87,7 @@ def cmd_actions_add(ctx) -> int:
 
 
 def cmd_actions_import(ctx) -> int:
-    from routelab.services.importing import read_actions
+    from routelab.services.parsing import read_actions
 
     actions = read_actions(ctx.args.file)
     added, updated = ctx.store().upsert_actions(actions)
@@ -96,14 +96,21 @@ def cmd_actions_import(ctx) -> int:
 
 
 def cmd_import(ctx) -> int:
-    from routelab.services.importing import import_examples, read_examples
+    from routelab.services.importing import import_file
+    from routelab.services.parsing import QuestionFile
 
     a = ctx.args
-    _stage(f"reading {a.file} ...")
-    examples = read_examples(a.file, fmt=a.format, source=a.source, split=a.split)  # before the workspace is opened
-    _stage(f"writing {len(examples):,} questions to {ctx.db_path} ...")
-    result = import_examples(ctx.store(), Path(a.file), examples, create_actions=a.create_actions)
-    _stage("")
+    qf = QuestionFile.open(a.file, fmt=a.format, source=a.source, split=a.split)  # before the workspace is opened
+    store = ctx.store()
+
+    def progress(fraction: float, rows: int) -> None:
+        done = "; indexing and saving ..." if fraction >= 1 else ""
+        _stage(f"importing {a.file}: {fraction:.0%} ({rows:,} questions read){done}")
+
+    try:
+        result = import_file(store, qf, create_actions=a.create_actions, progress=progress)
+    finally:
+        _stage("")
     if a.json:
         emit_json(result.__dict__)
     else:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-from routelab.services.importing import import_file, read_actions
+from routelab.services.importing import import_file
+from routelab.services.parsing import read_actions
 from routelab.store import Store
 
 DEMO_FILE = "hr-demo.db"

@@ -1,0 +1,356 @@
+"""Read question files and action catalogs into domain objects.
+
+No workspace here: a big file is parsed in a worker process while the importer writes
+(see services/importing.py), so this module imports nothing from the store. Every
+error is one line naming the file, the line (or item) and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from routelab.domain import SPLITS, Action, BadInput, ExampleRow, NewExample, RowChunk
+
+FORMATS = ("csv", "json", "jsonl")
+MAX_LINE_BYTES = 1 << 20  # 1 MiB: no routed question is longer; a longer line is a broken file
+TEXT_COLUMNS = ("text", "question", "query", "utterance", "message", "prompt")
+LABEL_COLUMNS = ("label", "action", "category", "intent", "route")
+CLINC_SPLITS = {
+    "train": "train", "val": "validation", "test": "test",
+    "oos_train": "train", "oos_val": "validation", "oos_test": "test",
+}
+# CLINC150 marks out-of-scope queries with the intent "oos". We keep them as examples of
+# an action of that name, so a router learns to send them to a fallback.
+OOS_ACTION = "oos"
+
+
+class FileError(BadInput):
+    def __init__(self, path: Path, where: str | None, message: str):
+        super().__init__(f"{path}: {where}: {message}" if where else f"{path}: {message}")
+
+
+@dataclass(frozen=True)
+class QuestionFile:
+    """A question file that exists and whose format is known; `source`/`split` override the file's."""
+
+    path: Path
+    fmt: str
+    source: str | None = None
+    split: str | None = None
+
+    @classmethod
+    def open(
+        cls, path: str | Path, *, fmt: str | None = None, source: str | None = None, split: str | None = None
+    ) -> QuestionFile:
+        """Check the arguments and sniff the format from the head of the file (cheap: the
+        workspace is opened only after this passes)."""
+        path = Path(path)
+        if fmt is not None and fmt not in FORMATS:
+            raise BadInput(f"{path}: unknown format {fmt!r} (use csv, json or jsonl)")
+        if split is not None and split not in SPLITS:
+            raise BadInput(f"{path}: unknown split {split!r} (use {', '.join(SPLITS)})")
+        _check_readable(path)
+        with path.open("rb") as f:
+            head = f.read(MAX_LINE_BYTES + 1).decode("utf-8-sig", errors="ignore")
+        if not head.strip():
+            raise FileError(path, None, "empty file")
+        return cls(path, fmt or detect_format(path, head), source, split)
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise FileError(path, None, "no such file")
+    if path.is_dir():
+        raise FileError(path, None, "is a directory")
+
+
+def read_text(path: Path) -> str:
+    """The file's text, strictly UTF-8 (a BOM is allowed)."""
+    _check_readable(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise FileError(path, None, f"cannot read ({e.strerror})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise FileError(path, f"line {line}", f"not UTF-8 text (byte 0x{data[e.start]:02x})") from None
+
+
+def detect_format(path: Path, head: str) -> str:
+    """csv, json or jsonl, from the first characters (`head` may be the start of the file)."""
+    start = head.lstrip()[:1]
+    if start == "[":
+        return "json"
+    if start == "{":
+        first_line = head.lstrip().split("\n", 1)[0]
+        try:
+            json.loads(first_line)
+            return "jsonl"
+        except json.JSONDecodeError:
+            return "json"  # one document spread over lines (e.g. CLINC150's data_full.json)
+    if path.suffix.lower() in (".csv", ".tsv"):
+        return "csv"
+    first_line = head.split("\n", 1)[0]
+    if "," in first_line or "\t" in first_line:
+        if any(c.strip().strip('"').lower() in TEXT_COLUMNS for c in first_line.replace("\t", ",").split(",")):
+            return "csv"
+    raise FileError(path, None, "unknown format (expected CSV, JSON or JSONL; pass --format csv|json|jsonl)")
+
+
+def row_chunks(qf: QuestionFile, size: int = 25_000) -> Iterator[RowChunk]:
+    """The file's examples as store rows, `size` at a time (module level: it runs in a worker).
+
+    The first chunk is small, so the writer starts early. Repeated values (source,
+    split, label) are interned: the pickle to the writer then sends each once.
+    """
+    expected, examples = _parse(qf)
+    intern = sys.intern
+    rows: list[ExampleRow] = []
+    done, limit = 0, min(size, 5_000)
+    for e in examples:
+        text, conversation, source, split, content_hash, label = e.row()
+        rows.append((text, conversation, intern(source), intern(split), content_hash, label and intern(label)))
+        if len(rows) >= limit:
+            done += len(rows)
+            yield RowChunk(rows, min(done / expected, 0.99))
+            rows, limit = [], size
+    if not done and not rows:
+        raise FileError(qf.path, None, "no questions found")
+    yield RowChunk(rows, 1.0)
+
+
+def read_examples(qf: QuestionFile) -> list[NewExample]:
+    """All of a (small) file's examples."""
+    examples = list(_parse(qf)[1])
+    if not examples:
+        raise FileError(qf.path, None, "no questions found")
+    return examples
+
+
+def _parse(qf: QuestionFile) -> tuple[int, Iterator[NewExample]]:
+    """How many examples to expect (roughly: for progress), and the examples."""
+    text = read_text(qf.path)
+    if not text.strip():
+        raise FileError(qf.path, None, "empty file")
+    if qf.fmt == "csv":
+        return max(1, text.count("\n")), _csv_examples(qf, text)
+    if qf.fmt == "jsonl":
+        return max(1, text.count("\n")), _jsonl_examples(qf, text)
+    return _json_examples(qf, text)
+
+
+def _csv_examples(qf: QuestionFile, text: str) -> Iterator[NewExample]:
+    # The hot loop of a million-row import: plain lists, the error text built only on error.
+    path = qf.path
+    first = text.split("\n", 1)[0]
+    delimiter = "\t" if first.count("\t") > first.count(",") else ","
+    csv.field_size_limit(MAX_LINE_BYTES)
+    # strict: an unterminated quote is an error, not one field that swallows the rest of the file
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except (StopIteration, csv.Error) as e:
+        raise FileError(path, "line 1", f"cannot read the CSV header ({e})") from None
+    text_col = next((header.index(c) for c in TEXT_COLUMNS if c in header), None)
+    if text_col is None:
+        raise FileError(
+            path, "line 1", f"no text column (expected one of {', '.join(TEXT_COLUMNS)}; found {', '.join(header)})"
+        )
+    absent = len(header) + 1  # a column index no row reaches
+    label_col = next((header.index(c) for c in LABEL_COLUMNS if c in header), absent)
+    split_col = header.index("split") if "split" in header else absent
+    source_col = header.index("source") if "source" in header else absent
+    while True:
+        start = reader.line_num + 1  # where this record begins (a quoted field may span lines)
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            reason = "unterminated quote" if "unexpected end of data" in str(e) else f"bad CSV ({e})"
+            raise FileError(path, f"line {start}", reason) from None
+        n = len(row)
+        if n <= text_col:
+            if not any(c.strip() for c in row):
+                continue  # a blank line
+            raise FileError(path, f"line {reader.line_num}", f'field "{header[text_col]}": missing')
+        label = row[label_col].strip() if label_col < n else ""
+        row_split = row[split_col].strip() if split_col < n else ""
+        row_source = row[source_col].strip() if source_col < n else ""
+        if not row[text_col].strip() and not any(c.strip() for c in row):
+            continue  # a line of empty fields
+        split = qf.split or (_split(row_split) if row_split else "unassigned")
+        if split not in SPLITS:
+            raise FileError(path, f"line {reader.line_num}", f'field "split": unknown split {split!r}')
+        try:
+            yield NewExample(row[text_col], None, qf.source or row_source or "user", split, label or None)
+        except ValueError as e:
+            raise FileError(path, f"line {reader.line_num}", f'field "{header[text_col]}": {e}') from None
+
+
+def _split(value: str) -> str:
+    return "validation" if value == "val" else value
+
+
+def _jsonl_examples(qf: QuestionFile, text: str) -> Iterator[NewExample]:
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"line {number}"
+        if len(line) > MAX_LINE_BYTES:
+            raise FileError(qf.path, where, f"line longer than {MAX_LINE_BYTES // 1024} KiB")
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise FileError(qf.path, where, f"invalid JSON ({e.msg} at column {e.colno})") from None
+        yield _example(qf, where, _record(qf.path, where, obj))
+
+
+def _json_examples(qf: QuestionFile, text: str) -> tuple[int, Iterator[NewExample]]:
+    path = qf.path
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FileError(path, f"line {e.lineno}", f"invalid JSON ({e.msg} at column {e.colno})") from None
+    if isinstance(doc, dict) and any(k in doc for k in CLINC_SPLITS):
+        total = sum(len(v) for k, v in doc.items() if k in CLINC_SPLITS and isinstance(v, list))
+        return max(1, total), (_example(qf, where, r) for where, r in _clinc_rows(path, doc))
+    if isinstance(doc, dict):
+        doc = [doc]
+    if not isinstance(doc, list):
+        raise FileError(path, None, "expected a list of questions")
+    items = ((f"item {i}", obj) for i, obj in enumerate(doc, start=1))
+    return max(1, len(doc)), (_example(qf, where, _record(path, where, obj)) for where, obj in items)
+
+
+def _clinc_rows(path: Path, doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for key, split in CLINC_SPLITS.items():
+        items = doc.get(key, [])
+        if not isinstance(items, list):
+            raise FileError(path, f'key "{key}"', "expected a list of [text, intent]")
+        for i, item in enumerate(items, start=1):
+            where = f'key "{key}" item {i}'
+            if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+                raise FileError(path, where, "expected [text, intent]")
+            yield where, {"text": item[0], "label": item[1], "split": split}
+
+
+def _record(path: Path, where: str, obj: Any) -> dict[str, Any]:
+    """One JSON object in any of our shapes to a flat record."""
+    if not isinstance(obj, dict):
+        raise FileError(path, where, "expected a JSON object")
+    if "messages" in obj:
+        return _chat_record(path, where, obj["messages"])
+    key = "question" if "question" in obj else "text"
+    if key not in obj:
+        raise FileError(path, where, 'field "text": missing (expected "question" or "text")')
+    record: dict[str, Any] = {"text": obj[key], "_text_field": key}
+    label_key = "action" if "action" in obj else "label"
+    if obj.get(label_key) not in (None, ""):
+        record["label"] = obj[label_key]
+        record["_label_field"] = label_key
+    for k in ("split", "source", "conversation"):
+        if k in obj:
+            record[k] = obj[k]
+    return record
+
+
+def _chat_record(path: Path, where: str, messages: Any) -> dict[str, Any]:
+    """OpenAI chat JSONL: the last user message is the question, the assistant's {"action"} its label."""
+    if not isinstance(messages, list) or not messages:
+        raise FileError(path, where, 'field "messages": expected a non-empty list')
+    for j, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in (
+            "system", "user", "assistant", "tool", "function"
+        ):
+            raise FileError(path, where, f'field "messages[{j}]": expected {{"role", "content"}}')
+    last_user = max((j for j, m in enumerate(messages) if m["role"] == "user"), default=None)
+    if last_user is None:
+        raise FileError(path, where, 'field "messages": no user message')
+    record: dict[str, Any] = {
+        "text": messages[last_user]["content"],
+        "conversation": [m for m in messages[:last_user] if m["role"] in ("user", "assistant")],
+        "_text_field": f"messages[{last_user}].content",
+    }
+    answers = [m for m in messages[last_user + 1:] if m["role"] == "assistant"]
+    if answers:
+        content = answers[-1]["content"]
+        try:
+            label = json.loads(content)["action"]
+        except (json.JSONDecodeError, TypeError, KeyError):
+            raise FileError(path, where, 'field "messages": the assistant answer is not {"action": ...}') from None
+        record["label"] = label
+        record["_label_field"] = "action"
+    return record
+
+
+def _example(qf: QuestionFile, where: str, r: dict[str, Any]) -> NewExample:
+    path = qf.path
+    text_field = r.pop("_text_field", "text")
+    label_field = r.pop("_label_field", "label")
+    if not isinstance(r.get("text"), str):
+        raise FileError(path, where, f'field "{text_field}": expected a string')
+    label = r.get("label")
+    if label is not None and not isinstance(label, str):
+        raise FileError(path, where, f'field "{label_field}": expected a string')
+    row_split = qf.split or _split(r.get("split") or "unassigned")
+    if row_split not in SPLITS:
+        raise FileError(path, where, f'field "split": unknown split {row_split!r}')
+    try:
+        return NewExample(
+            text=r["text"],
+            label=label.strip() if label else None,
+            conversation=r.get("conversation") or None,
+            source=qf.source or r.get("source") or "user",
+            split=row_split,
+        )
+    except ValidationError as e:  # a malformed conversation message
+        err = e.errors()[0]
+        raise FileError(path, where, f'field "conversation": {".".join(map(str, err["loc"]))}: {err["msg"]}') from None
+    except ValueError as e:
+        raise FileError(path, where, f'field "{text_field}": {e}') from None
+
+
+def read_actions(path: str | Path) -> list[Action]:
+    """An action catalog: a JSON list of {"name", "description", "code"?} (or of plain names)."""
+    path = Path(path)
+    text = read_text(path)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FileError(path, f"line {e.lineno}", f"invalid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(doc, list) or not doc:
+        raise FileError(path, None, 'expected a non-empty JSON list of {"name", "description"}')
+    actions: list[Action] = []
+    seen: set[str] = set()
+    for i, item in enumerate(doc, start=1):
+        where = f"item {i}"
+        if isinstance(item, str):
+            item = {"name": item, "description": item.replace("_", " ")}
+        if not isinstance(item, dict) or "name" not in item:
+            raise FileError(path, where, 'field "name": missing')
+        try:
+            action = Action(**{k: item[k] for k in ("name", "description", "code") if k in item})
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise FileError(path, where, f'field "{err["loc"][0]}": {err["msg"].removeprefix("Value error, ")}') from None
+        if action.name in seen:
+            raise FileError(path, where, f'field "name": duplicate action {action.name!r}')
+        seen.add(action.name)
+        actions.append(action)
+    return actions
