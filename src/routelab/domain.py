@@ -36,6 +36,12 @@ class BadInput(RoutelabError):
     exit_code = 2
 
 
+class Interrupted(RoutelabError):
+    """The user stopped an all-or-nothing command (Ctrl-C): nothing was changed."""
+
+    exit_code = 130
+
+
 class DecisionKind(StrEnum):
     ACCEPT = "accept"
     OVERRIDE = "override"
@@ -150,7 +156,8 @@ class NewExample:
 
     def row(self) -> ExampleRow:
         """The example as the store inserts it; plain tuples travel cheaply between processes."""
-        return (self.text, conversation_json(self.conversation), self.source, self.split, self.hash, self.label)
+        conversation = conversation_json(self.conversation) if self.conversation else None
+        return (self.text, conversation, self.source, self.split, self.hash, self.label)
 
 
 # (text, conversation JSON or None, source, split, content hash, file label or None)

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(ctx) or 0
     except RoutelabError as e:
-        if e.exit_code == 2:
+        if e.exit_code in (2, 130):  # bad input, or an all-or-nothing command stopped: nothing to keep
             ctx.discard_new_workspace()
         _fail(str(e))
         return e.exit_code

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from routelab.cli.output import add_json_flag, emit_json, table
-from routelab.domain import Action, BadInput
+from routelab.domain import Action, BadInput, Interrupted
 
 
 def register(sub, common) -> None:
@@ -109,6 +109,8 @@ def cmd_import(ctx) -> int:
 
     try:
         result = import_file(store, qf, create_actions=a.create_actions, progress=progress)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted; nothing was imported (the workspace is as it was)") from None
     finally:
         _stage("")
     if a.json:

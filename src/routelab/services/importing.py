@@ -8,6 +8,7 @@ worker process, so parsing and writing use two cores.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 from routelab.services.offload import iterate_in_process
@@ -30,10 +31,11 @@ def import_file(
     """
     qf = file if isinstance(file, QuestionFile) else QuestionFile.open(file, fmt=fmt, source=source, split=split)
     chunks = iterate_in_process(row_chunks, qf) if qf.size >= WORKER_MIN_BYTES else row_chunks(qf)
-    return store.import_rows(
-        chunks, create_actions=create_actions, describe=describe_new_action, progress=progress,
-        origin=str(qf.path),
-    )
+    with closing(chunks):  # on any error (or Ctrl-C) the worker stops now, not when garbage-collected
+        return store.import_rows(
+            chunks, create_actions=create_actions, describe=describe_new_action, progress=progress,
+            origin=str(qf.path),
+        )
 
 
 def describe_new_action(name: str) -> str:

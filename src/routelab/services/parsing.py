@@ -115,16 +115,13 @@ def detect_format(path: Path, head: str) -> str:
 def row_chunks(qf: QuestionFile, size: int = 25_000) -> Iterator[RowChunk]:
     """The file's examples as store rows, `size` at a time (module level: it runs in a worker).
 
-    The first chunk is small, so the writer starts early. Repeated values (source,
-    split, label) are interned: the pickle to the writer then sends each once.
+    The first chunk is small, so the writer starts early.
     """
     expected, examples = _parse(qf)
-    intern = sys.intern
     rows: list[ExampleRow] = []
     done, limit = 0, min(size, 5_000)
     for e in examples:
-        text, conversation, source, split, content_hash, label = e.row()
-        rows.append((text, conversation, intern(source), intern(split), content_hash, label and intern(label)))
+        rows.append(e.row())
         if len(rows) >= limit:
             done += len(rows)
             yield RowChunk(rows, min(done / expected, 0.99))
@@ -172,6 +169,7 @@ def _csv_examples(qf: QuestionFile, text: str) -> Iterator[NewExample]:
             path, "line 1", f"no text column (expected one of {', '.join(TEXT_COLUMNS)}; found {', '.join(header)})"
         )
     absent = len(header) + 1  # a column index no row reaches
+    intern = sys.intern
     label_col = next((header.index(c) for c in LABEL_COLUMNS if c in header), absent)
     split_col = header.index("split") if "split" in header else absent
     source_col = header.index("source") if "source" in header else absent
@@ -189,9 +187,11 @@ def _csv_examples(qf: QuestionFile, text: str) -> Iterator[NewExample]:
             if not any(c.strip() for c in row):
                 continue  # a blank line
             raise FileError(path, f"line {reader.line_num}", f'field "{header[text_col]}": missing')
-        label = row[label_col].strip() if label_col < n else ""
+        # Interned: a label or source repeats on many rows, and the pickle to the writer
+        # then carries each value once.
+        label = intern(row[label_col].strip()) if label_col < n else ""
         row_split = row[split_col].strip() if split_col < n else ""
-        row_source = row[source_col].strip() if source_col < n else ""
+        row_source = intern(row[source_col].strip()) if source_col < n else ""
         if not row[text_col].strip() and not any(c.strip() for c in row):
             continue  # a line of empty fields
         split = qf.split or (_split(row_split) if row_split else "unassigned")
@@ -314,7 +314,7 @@ def _example(qf: QuestionFile, where: str, r: dict[str, Any]) -> NewExample:
     try:
         return NewExample(
             text=r["text"],
-            label=label.strip() if label else None,
+            label=sys.intern(label.strip()) if label else None,  # interned: see _csv_examples
             conversation=r.get("conversation") or None,
             source=qf.source or r.get("source") or "user",
             split=row_split,
