@@ -139,7 +139,7 @@ def test_interrupted_big_import_changes_nothing_and_leaves_no_worker(store, tmp_
         assert workers and proc.poll() is None
     finally:
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and err.count("\n") == 1 and "nothing was imported" in err, err
     _wait_until(lambda: not (workers & _workers()), "the worker to exit")
