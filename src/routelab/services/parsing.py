@@ -131,14 +131,6 @@ def row_chunks(qf: QuestionFile, size: int = 25_000) -> Iterator[RowChunk]:
     yield RowChunk(rows, 1.0)
 
 
-def read_examples(qf: QuestionFile) -> list[NewExample]:
-    """All of a (small) file's examples."""
-    examples = list(_parse(qf)[1])
-    if not examples:
-        raise FileError(qf.path, None, "no questions found")
-    return examples
-
-
 def _parse(qf: QuestionFile) -> tuple[int, Iterator[NewExample]]:
     """How many examples to expect (roughly: for progress), and the examples."""
     text = read_text(qf.path)
