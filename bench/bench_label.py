@@ -30,15 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from tests.fake_openai import FakeOpenAI  # noqa: E402
-
 from routelab.config import Settings  # noqa: E402
 from routelab.domain import NewExample  # noqa: E402
 from routelab.providers import openai_router  # noqa: E402
 from routelab.services.demo import demo_data_dir  # noqa: E402
-from routelab.services.parsing import read_actions  # noqa: E402
 from routelab.services.labeling import label  # noqa: E402
+from routelab.services.parsing import read_actions  # noqa: E402
 from routelab.store import Store  # noqa: E402
+from tests.fake_openai import FakeOpenAI  # noqa: E402
 
 TOPICS = ["payslip", "holiday", "policy", "escalate", "tax code", "sick day", "grievance", "expenses"]
 

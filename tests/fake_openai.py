@@ -28,9 +28,10 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = ["FakeOpenAI", "SUPPORTED_FT_MODELS", "BASE_MODELS"]
@@ -326,7 +327,7 @@ class FakeOpenAI:
         self.port: int = 0
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "FakeOpenAI":
+    def start(self) -> FakeOpenAI:
         if self._server is not None:
             return self
         server = _Server(("127.0.0.1", 0), _Handler)
@@ -349,7 +350,7 @@ class FakeOpenAI:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "FakeOpenAI":
+    def __enter__(self) -> FakeOpenAI:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -525,7 +526,7 @@ class FakeOpenAI:
         try:
             limit = int(query.get("limit", default_limit))
         except ValueError:
-            raise _ApiError(400, "Invalid limit.", param="limit")
+            raise _ApiError(400, "Invalid limit.", param="limit") from None
         limit = max(1, min(limit, 10000))
         start = 0
         if after:
@@ -987,7 +988,7 @@ class FakeOpenAI:
         if method:
             mtype = method.get("type", "supervised")
             sub = method.get(mtype) or {}
-            hp.update((sub.get("hyperparameters") or {}))
+            hp.update(sub.get("hyperparameters") or {})
         requested = {k: hp.get(k, "auto") for k in ("n_epochs", "batch_size", "learning_rate_multiplier")}
         jid = self._new_id("ftjob-", 24)
         seed = body.get("seed")

@@ -9,11 +9,11 @@ import pytest
 
 from routelab.config import Settings
 from routelab.domain import BadInput, NewExample, Status, TrainedModel
-from routelab.store import ExampleFilter
 from routelab.providers import default_teacher, get_router
 from routelab.providers.local import MIN_LABELS, LocalModelRouter, LocalTeacher
 from routelab.providers.local_model import LinearRouter, embed
 from routelab.services.labeling import label
+from routelab.store import ExampleFilter
 
 OBVIOUS = {
     "Please book me annual leave from 3 to 7 March": "book_holiday",

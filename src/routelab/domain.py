@@ -9,8 +9,8 @@ import hashlib
 import json
 import re
 import unicodedata
-from datetime import datetime, timezone
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
@@ -74,7 +74,7 @@ class JobStatus(StrEnum):
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class Message(BaseModel):
@@ -176,6 +176,23 @@ def conversation_json(conversation: list[Message] | None) -> str | None:
     if not conversation:
         return None
     return json.dumps([m.model_dump() for m in conversation], ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class ExampleFilter:
+    """What the review pane (or a service) wants to see. Every field narrows the set;
+    the store turns it into SQL (`routelab.store.filter_sql`)."""
+
+    status: Status | None = None
+    source: str | None = None
+    split: str | None = None
+    action: str | None = None  # current label, or proposed by any model when unlabelled
+    query: str | None = None  # full-text search
+    disagreement: bool = False  # at least two valid proposals that differ
+    max_confidence: float | None = None  # some proposal below this confidence
+    model: str | None = None  # restricts disagreement/confidence/action to one model's proposals
+    ids: tuple[int, ...] | None = None  # an explicit set (e.g. one cell of a confusion matrix)
+    conflict: bool = False  # has a human label and a valid proposal that disagrees with it
 
 
 class Example(BaseModel):

@@ -195,7 +195,7 @@ class OpenAIFineTuning:
             if after:
                 kwargs["after"] = after
             page = self._call(f"reading events of {job_id}",
-                              lambda: self.client.fine_tuning.jobs.list_events(job_id, **kwargs))
+                              lambda kw=kwargs: self.client.fine_tuning.jobs.list_events(job_id, **kw))
             data = [e.model_dump() for e in page.data]
             stop = False
             for e in data:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +117,8 @@ def providers() -> list[str]:
 
 def _iso(ts: Any) -> str:
     if isinstance(ts, (int, float)):
-        return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
-    return str(ts) if ts else datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    return str(ts) if ts else datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class OpenAITrainer(Trainer):

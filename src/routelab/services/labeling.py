@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC
 from functools import lru_cache
 from typing import Any
 
@@ -158,9 +159,9 @@ def close_orphaned_jobs(store: Store, kind: str) -> None:
 
 def check_no_concurrent_run(store: Store, router: Router) -> None:
     """Two runs of the same model on one workspace would pay twice for the same examples."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    recent = (datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat(timespec="milliseconds")
+    recent = (datetime.now(UTC) - timedelta(minutes=5)).isoformat(timespec="milliseconds")
     for job in store.jobs(kind="label", active_only=True):
         pid = job.params.get("pid")
         if (job.model == router.model and pid != os.getpid() and _pid_alive(pid)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from routelab.domain import BadInput, DecisionKind, Proposal, Status
-from routelab.store import ExampleFilter, Store
+from routelab.store import ExampleFilter, Store, filter_sql
 
 BULK_CHUNK = 2_000  # decisions per transaction: a labeling run writing beside us never waits long
 
@@ -49,7 +49,7 @@ def best_proposal(proposals: Sequence[Proposal], teacher: str | None = None) -> 
 def _bulk_where(flt: ExampleFilter, model: str, min_confidence: float | None) -> tuple[str, list]:
     # Bulk accept never overrides a human: only questions still unreviewed are touched.
     flt = replace(flt, status=Status.UNREVIEWED)
-    where, args = flt.where()
+    where, args = filter_sql(flt)
     sql = (
         f"FROM examples e JOIN proposals p ON p.example_id = e.id WHERE {where} "
         "AND p.model = ? AND p.valid = 1 AND p.action IN (SELECT name FROM actions WHERE active = 1)"

@@ -1,5 +1,6 @@
 """The SQLite workspace."""
 
-from routelab.store.store import ExampleFilter, ImportResult, Store, fts_query
+from routelab.domain import ExampleFilter
+from routelab.store.store import ImportResult, Store, filter_sql, fts_query
 
-__all__ = ["Store", "ExampleFilter", "ImportResult", "fts_query"]
+__all__ = ["Store", "ExampleFilter", "ImportResult", "filter_sql", "fts_query"]

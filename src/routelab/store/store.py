@@ -29,6 +29,7 @@ from routelab.domain import (
     DecisionKind,
     Evaluation,
     Example,
+    ExampleFilter,
     ExampleRow,
     Job,
     JobEvent,
@@ -49,65 +50,51 @@ HUMAN_KINDS = (DecisionKind.ACCEPT, DecisionKind.OVERRIDE, DecisionKind.IMPORT)
 UNDOABLE_KINDS = ("accept", "override", "skip", "flag")
 
 
-@dataclass(frozen=True)
-class ExampleFilter:
-    """What the review pane (or a service) wants to see. Every field narrows the set."""
-
-    status: Status | None = None
-    source: str | None = None
-    split: str | None = None
-    action: str | None = None  # current label, or proposed by any model when unlabelled
-    query: str | None = None  # full-text search
-    disagreement: bool = False  # at least two valid proposals that differ
-    max_confidence: float | None = None  # some proposal below this confidence
-    model: str | None = None  # restricts disagreement/confidence/action to one model's proposals
-    ids: tuple[int, ...] | None = None  # an explicit set (e.g. one cell of a confusion matrix)
-    conflict: bool = False  # has a human label and a valid proposal that disagrees with it
-
-    def where(self) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        if self.status is not None:
-            clauses.append("e.status = ?")
-            args.append(str(self.status))
-        if self.source is not None:
-            clauses.append("e.source = ?")
-            args.append(self.source)
-        if self.split is not None:
-            clauses.append("e.split = ?")
-            args.append(self.split)
-        model_clause = " AND p.model = ?" if self.model else ""
-        model_args = [self.model] if self.model else []
-        if self.action is not None:
-            clauses.append(
-                "(e.label = ? OR (e.label IS NULL AND EXISTS (SELECT 1 FROM proposals p "
-                f"WHERE p.example_id = e.id AND p.action = ?{model_clause})))"
-            )
-            args += [self.action, self.action, *model_args]
-        if self.query:
-            clauses.append("e.id IN (SELECT rowid FROM examples_fts WHERE examples_fts MATCH ?)")
-            args.append(fts_query(self.query))
-        if self.disagreement:
-            clauses.append(
-                "(SELECT COUNT(DISTINCT p.action) FROM proposals p WHERE p.example_id = e.id "
-                "AND p.valid = 1) > 1"
-            )
-        if self.max_confidence is not None:
-            clauses.append(
-                "EXISTS (SELECT 1 FROM proposals p WHERE p.example_id = e.id "
-                f"AND (p.valid = 0 OR p.confidence < ?){model_clause})"
-            )
-            args += [self.max_confidence, *model_args]
-        if self.conflict:
-            clauses.append(
-                "e.label IS NOT NULL AND EXISTS (SELECT 1 FROM proposals p WHERE p.example_id = e.id "
-                f"AND p.valid = 1 AND p.action != e.label{model_clause})"
-            )
-            args += model_args
-        if self.ids is not None:
-            clauses.append(f"e.id IN ({','.join('?' * len(self.ids)) or 'NULL'})")
-            args += list(self.ids)
-        return (" AND ".join(clauses) or "1"), args
+def filter_sql(flt: ExampleFilter) -> tuple[str, list[Any]]:
+    """The WHERE clause (over `examples e`) and its arguments for a filter."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if flt.status is not None:
+        clauses.append("e.status = ?")
+        args.append(str(flt.status))
+    if flt.source is not None:
+        clauses.append("e.source = ?")
+        args.append(flt.source)
+    if flt.split is not None:
+        clauses.append("e.split = ?")
+        args.append(flt.split)
+    model_clause = " AND p.model = ?" if flt.model else ""
+    model_args = [flt.model] if flt.model else []
+    if flt.action is not None:
+        clauses.append(
+            "(e.label = ? OR (e.label IS NULL AND EXISTS (SELECT 1 FROM proposals p "
+            f"WHERE p.example_id = e.id AND p.action = ?{model_clause})))"
+        )
+        args += [flt.action, flt.action, *model_args]
+    if flt.query:
+        clauses.append("e.id IN (SELECT rowid FROM examples_fts WHERE examples_fts MATCH ?)")
+        args.append(fts_query(flt.query))
+    if flt.disagreement:
+        clauses.append(
+            "(SELECT COUNT(DISTINCT p.action) FROM proposals p WHERE p.example_id = e.id "
+            "AND p.valid = 1) > 1"
+        )
+    if flt.max_confidence is not None:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM proposals p WHERE p.example_id = e.id "
+            f"AND (p.valid = 0 OR p.confidence < ?){model_clause})"
+        )
+        args += [flt.max_confidence, *model_args]
+    if flt.conflict:
+        clauses.append(
+            "e.label IS NOT NULL AND EXISTS (SELECT 1 FROM proposals p WHERE p.example_id = e.id "
+            f"AND p.valid = 1 AND p.action != e.label{model_clause})"
+        )
+        args += model_args
+    if flt.ids is not None:
+        clauses.append(f"e.id IN ({','.join('?' * len(flt.ids)) or 'NULL'})")
+        args += list(flt.ids)
+    return (" AND ".join(clauses) or "1"), args
 
 
 def fts_query(text: str) -> str:
@@ -407,7 +394,7 @@ class Store:
         before: int | None = None, limit: int = 50,
     ) -> list[Example]:
         """A keyset page in id order: the `limit` rows after `after` (or before `before`)."""
-        where, args = flt.where()
+        where, args = filter_sql(flt)
         if before is not None:
             sql = f"SELECT * FROM examples e WHERE {where} AND e.id < ? ORDER BY e.id DESC LIMIT ?"
             rows = self._rows(sql, [*args, before, limit])[::-1]
@@ -418,26 +405,26 @@ class Store:
 
     def page_at(self, flt: ExampleFilter = ExampleFilter(), *, offset: int, limit: int = 50) -> list[Example]:
         """A page by position (for a jump of the scrollbar); prefer `page` for stepping."""
-        where, args = flt.where()
+        where, args = filter_sql(flt)
         sql = f"SELECT * FROM examples e WHERE {where} ORDER BY e.id LIMIT ? OFFSET ?"
         return [_example(r) for r in self._rows(sql, [*args, limit, max(0, offset)])]
 
     def position(self, flt: ExampleFilter, example_id: int) -> int:
         """How many rows of the filter come before this example."""
-        where, args = flt.where()
+        where, args = filter_sql(flt)
         return self.conn.execute(
             f"SELECT COUNT(*) FROM examples e WHERE {where} AND e.id < ?", [*args, example_id]
         ).fetchone()[0]
 
     def count(self, flt: ExampleFilter = ExampleFilter()) -> int:
-        where, args = flt.where()
+        where, args = filter_sql(flt)
         return self.conn.execute(f"SELECT COUNT(*) FROM examples e WHERE {where}", args).fetchone()[0]
 
     def counts_by(self, column: str, flt: ExampleFilter = ExampleFilter()) -> dict[str, int]:
         """Counts grouped by status, source, split or label (the current human label)."""
         if column not in ("status", "source", "split", "label"):
             raise ValueError(column)
-        where, args = flt.where()
+        where, args = filter_sql(flt)
         rows = self.conn.execute(
             f"SELECT e.{column}, COUNT(*) FROM examples e WHERE {where} GROUP BY e.{column} ORDER BY 2 DESC",
             args,
@@ -494,7 +481,7 @@ class Store:
         flt: ExampleFilter = ExampleFilter(),
     ) -> list[Example]:
         """Examples with no proposal from this model yet, in id order (to resume a run)."""
-        where, args = flt.where()
+        where, args = filter_sql(flt)
         sql = (
             f"SELECT * FROM examples e WHERE {where} AND e.id > ? AND NOT EXISTS (SELECT 1 FROM proposals p "
             "WHERE p.example_id = e.id AND p.model = ? AND p.prompt_version = ?) ORDER BY e.id LIMIT ?"
@@ -502,7 +489,7 @@ class Store:
         return [_example(r) for r in self._rows(sql, [*args, after, model, prompt_version, limit])]
 
     def count_unproposed(self, model: str, *, prompt_version: str = "v1", flt: ExampleFilter = ExampleFilter()) -> int:
-        where, args = flt.where()
+        where, args = filter_sql(flt)
         return self.conn.execute(
             f"SELECT COUNT(*) FROM examples e WHERE {where} AND NOT EXISTS (SELECT 1 FROM proposals p "
             "WHERE p.example_id = e.id AND p.model = ? AND p.prompt_version = ?)",
