@@ -303,6 +303,12 @@ class Evaluation(BaseModel):
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
+# Bidirectional overrides and isolates reorder what a reader sees ("Trojan Source"):
+# they are shown as a visible code instead of being applied.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def printable(text: str) -> str:
-    """Untrusted text made safe to show: C0/C1 control characters (ESC included) removed."""
-    return _CONTROL.sub("", text)
+    """Untrusted text made safe to show: C0/C1 control characters (ESC included) removed,
+    bidi controls made visible as <U+202E>."""
+    return _BIDI.sub(lambda m: f"<U+{ord(m.group()):04X}>", _CONTROL.sub("", text))

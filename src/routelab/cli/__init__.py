@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from routelab.cli.output import SafeStream
 from routelab.domain import RoutelabError
 
 # Command modules, in the order their commands appear in --help.
@@ -96,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
         handler = open_app
     ctx = Context(args)
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeStream(sys.stdout), SafeStream(sys.stderr)
     try:
         return handler(ctx) or 0
     except RoutelabError as e:
@@ -115,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         ctx.close()
+        sys.stdout, sys.stderr = streams
 
 
 def _fail(message: str) -> None:

@@ -4,17 +4,48 @@ stderr, and the spend question every paid command asks."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from routelab.domain import BadInput
+from routelab.domain import BadInput, printable
 from routelab.services.progress import format_duration
+
+# json.dumps escapes C0 but leaves C1 controls and bidi overrides raw: write those as
+# \uXXXX (the same JSON value, and nothing a terminal acts on).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+# Ours: a write that starts with "\r" (optionally erase-line) repaints the progress line.
+# Everything else in a write is cleaned.
+_REPAINT = re.compile(r"^\r(\x1b\[K)?")
+
+
+class SafeStream:
+    """stdout/stderr for the CLI: every text printed, whatever its origin (a question, an
+    action's description, a server's error), reaches the terminal without control
+    characters (OSC 52 clipboard writes, screen clears) and with bidi overrides visible."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        lead = _REPAINT.match(text)
+        head = lead.group() if lead else ""
+        self._stream.write(head + printable(text[len(head):]))
+        return len(text)
+
+    def __getattr__(self, name: str):  # flush, isatty, fileno, encoding...
+        return getattr(self._stream, name)
+
+
+def json_text(obj: Any) -> str:
+    text = json.dumps(obj, ensure_ascii=False, indent=2, default=str)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.write(json_text(obj) + "\n")
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
