@@ -261,6 +261,28 @@ def _action_schema(body: dict) -> tuple[bool, list[str]]:
     return True, _enum_of(schema, props["action"])
 
 
+PROFILES: dict[str, dict[str, Any]] = {
+    # what servers one meets behind an OpenAI-compatible URL (ENVIRONMENT.md, their docs)
+    "openai": {},
+    "llama.cpp": {"formats_accepted": {"json_object", "text"}, "format_refusal_status": 500,
+                  "apis": set(), "n_supported": False},
+    "vllm": {"apis": set()},
+    "ollama": {"logprobs_supported": False, "apis": set(), "n_supported": False},
+    "bare": {"formats_accepted": {"text"}, "format_refusal_status": 422, "logprobs_supported": False,
+             "apis": set(), "seed_supported": False, "n_supported": False},
+}
+_CATALOG_LINE = re.compile(r"^- ([^:\n]+?)(?::|$)", re.MULTILINE)
+
+
+def _catalog_names(messages: list[dict]) -> list[str]:
+    """The action names a routing prompt lists ("- name: description" lines of the system message)."""
+    system = next((_text_of(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "system"),
+                  "")
+    if "choose the one action" not in system:
+        return []
+    return [n.strip() for n in _CATALOG_LINE.findall(system)]
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are separate writes: avoid 40ms delayed-ACK stalls
@@ -304,6 +326,14 @@ class FakeOpenAI:
         self.ft_total_steps: int = 6
         self.ft_steps_per_poll: int = 1
         self.ft_fail_validation: bool = False
+        # server quirks (see PROFILES): what an OpenAI-compatible server that is not OpenAI refuses
+        self.formats_accepted: set[str] = {"json_schema", "json_object", "text"}
+        self.format_refusal_status: int = 400  # llama.cpp answers 500, others 400 or 422
+        self.json_object_schema: bool = True  # json_object may carry a "schema" (llama.cpp enforces it)
+        self.apis: set[str] = {"files", "batches", "fine_tuning"}
+        self.seed_supported: bool = True
+        self.n_supported: bool = True
+        self.garbage_200: bool = False  # answer 200 text/html echoing the request (a captive portal)
         # observation
         self.requests: list[dict] = []
         self.errors: list[str] = []  # tracebacks of bugs inside the fake (answered 500)
@@ -325,6 +355,12 @@ class FakeOpenAI:
         self._thread: threading.Thread | None = None
         self.base_url: str = ""
         self.port: int = 0
+
+    def use_profile(self, name: str) -> FakeOpenAI:
+        """Behave like another server kind (PROFILES): refused response formats, missing APIs..."""
+        for key, value in PROFILES[name].items():
+            setattr(self, key, value)
+        return self
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> FakeOpenAI:
@@ -492,9 +528,16 @@ class FakeOpenAI:
             msg = _ERROR_MESSAGES.get(rule.status, f"Injected error {rule.status}.")
             return _Resp(rule.status, _error_body(msg, type_, rule.code), hdrs)
 
+        if self.garbage_200:  # a proxy's or captive portal's page that echoes the request back
+            echoed = "".join(f"<li>{k}: {v}</li>" for k, v in headers.items())
+            page = f"<html><body><h1>Welcome</h1><p>{method} {path}</p><ul>{echoed}</ul></body></html>"
+            return _Resp(200, page.encode(), content_type="text/html")
         if not path.startswith("/v1/"):
             return self._not_found(method, path)
         parts = [unquote(p) for p in path[len("/v1/"):].split("/") if p]
+        api = "fine_tuning" if parts[:1] == ["fine_tuning"] else (parts[0] if parts else "")
+        if api in ("files", "batches", "fine_tuning") and api not in self.apis:
+            return self._not_found(method, path)
 
         if parts == ["chat", "completions"] and method == "POST":
             return self._http_chat(body)
@@ -583,8 +626,27 @@ class FakeOpenAI:
         n = body.get("n") or 1
         if not isinstance(n, int) or n < 1 or n > 128:
             raise _ApiError(400, f"Invalid 'n': expected a value between 1 and 128, got {n}.", param="n")
-
+        if n > 1 and not self.n_supported:
+            n = 1  # such servers ignore n and answer once
+        if body.get("seed") is not None and not self.seed_supported:
+            raise _ApiError(400, "Unrecognized request argument supplied: seed", param="seed")
+        rf = body.get("response_format")
+        kind = rf.get("type") if isinstance(rf, dict) else "text"
+        if kind not in self.formats_accepted:
+            raise _ApiError(self.format_refusal_status, f"response_format type '{kind}' is not supported "
+                            f"(expected one of: {', '.join(sorted(self.formats_accepted))})",
+                            param="response_format")
+        if kind == "json_object" and isinstance(rf, dict) and "schema" in rf and not self.json_object_schema:
+            raise _ApiError(self.format_refusal_status, "Unrecognized key 'schema' in response_format",
+                            param="response_format")
         has_action, enum = _action_schema(body)
+        style = "json"
+        if not has_action and kind in ("json_object", "text"):
+            schema = rf.get("schema") if isinstance(rf, dict) and kind == "json_object" else None
+            enum = _enum_of(schema, (schema.get("properties") or {}).get("action")) if isinstance(schema, dict) \
+                else _catalog_names(messages)
+            has_action = bool(enum)
+            style = "json" if kind == "json_object" else "prose"
         choices = []
         completion_tokens = 0
         for index in range(n):
@@ -607,6 +669,8 @@ class FakeOpenAI:
                         action = UNKNOWN_ACTION if name == UNKNOWN else str(name)
                         content = json.dumps({"action": action}, separators=(",", ":"))
                         toks = self._action_tokens(action, enum, top_n or 0)
+                        if style == "prose":  # no structured output: the model wraps its answer
+                            content = f"Sure! Here is the routing decision:\n```json\n{content}\n```"
                     message["content"] = content
                     completion_tokens += len(toks)
                     if want_logprobs:

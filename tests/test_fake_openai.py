@@ -466,3 +466,50 @@ def test_fine_tune_list_cancel_and_failures(fake, client):
     with pytest.raises(openai.NotFoundError):
         client.fine_tuning.jobs.retrieve("ftjob-doesnotexist")
     assert fake.errors == []
+
+
+# ---------------------------------------------------------------- server profiles (other servers' quirks)
+
+ROUTER_SYSTEM = ("You are an intent router. Read the conversation and choose the one action that should handle "
+                 "the user's last message.\n\nActions:\n" + "\n".join(f"- {a}: about {a}" for a in ACTIONS))
+
+
+def _route(client, text, response_format=None, **kw):
+    extra = {"response_format": response_format} if response_format is not None else {}
+    return client.chat.completions.create(
+        model="local-model", messages=[{"role": "system", "content": ROUTER_SYSTEM}, {"role": "user", "content": text}],
+        **extra, **kw)
+
+
+def test_llama_cpp_profile_refuses_json_schema_with_500_and_takes_json_object(fake):
+    fake.use_profile("llama.cpp")
+    client = OpenAI(base_url=fake.base_url, api_key=fake.api_key, max_retries=0)
+    with pytest.raises(openai.InternalServerError):
+        _route(client, "reset my password", action_format())
+    schema = action_format()["json_schema"]["schema"]
+    answer = _route(client, "reset my password please", {"type": "json_object", "schema": schema})
+    assert json.loads(answer.choices[0].message.content) == {"action": "reset_password"}
+    with pytest.raises(openai.NotFoundError):
+        client.files.list()
+
+
+def test_bare_profile_answers_in_prose_from_the_prompt_catalog(fake):
+    fake.use_profile("bare")
+    client = OpenAI(base_url=fake.base_url, api_key=fake.api_key, max_retries=0)
+    with pytest.raises(openai.UnprocessableEntityError):
+        _route(client, "track my order", {"type": "json_object"})
+    with pytest.raises(openai.BadRequestError):
+        _route(client, "track my order", seed=1)
+    content = _route(client, "where is my order, track it").choices[0].message.content
+    assert '{"action":"track_order"}' in content and not content.startswith("{")
+
+
+def test_garbage_200_echoes_the_request_headers(fake):
+    import urllib.request
+
+    fake.garbage_200 = True
+    req = urllib.request.Request(f"{fake.base_url}/chat/completions", data=b"{}", method="POST",
+                                 headers={"Authorization": f"Bearer {fake.api_key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        assert r.status == 200 and r.headers["content-type"] == "text/html"
+        assert fake.api_key in r.read().decode()  # what a key-echoing portal does: routelab must scrub it
