@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
-from routelab.domain import Action, Example, Job, JobStatus, Proposal, RoutelabError, TrainedModel
+from routelab.domain import Action, BadInput, Example, Job, JobStatus, Proposal, RoutelabError, TrainedModel
 
 if TYPE_CHECKING:
     from routelab.config import Settings
@@ -341,8 +341,6 @@ class Backend(ABC):
     def require(self, settings: Settings, what: str) -> None:
         """BadInput saying what is missing, when it cannot run here."""
         if not self.available(settings):
-            from routelab.domain import BadInput
-
             raise BadInput(f"{what} needs {self.requirement}: {self.setup_hint}")
 
     def default_teacher(self, settings: Settings) -> str:
