@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from routelab.config import Settings  # noqa: E402
 from routelab.domain import Action, NewExample  # noqa: E402
-from routelab.providers import get_router  # noqa: E402
+from routelab.providers import registry  # noqa: E402
 from routelab.services.demo import create_demo_workspace  # noqa: E402
 from routelab.services.finetune import FinetuneOptions, plan_finetune, start_finetune  # noqa: E402
 from routelab.store import ExampleFilter, Store  # noqa: E402
@@ -43,7 +43,7 @@ def run(store: Store, settings: Settings) -> dict:
     test = store.page(ExampleFilter(split="test"), limit=100_000)
     test = [e for e in test if e.label]
     if test:
-        routes = get_router(store, model_id, settings).route_batch(test, store.actions())
+        routes = registry.router(store, model_id, settings).route_batch(test, store.actions())
         out["test_accuracy"] = round(sum(r.action == e.label for r, e in zip(routes, test)) / len(test), 4)
     return out
 

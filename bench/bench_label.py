@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from routelab.config import Settings  # noqa: E402
 from routelab.domain import NewExample  # noqa: E402
-from routelab.providers import openai_router  # noqa: E402
+from routelab.providers import registry  # noqa: E402
 from routelab.services.demo import demo_data_dir  # noqa: E402
 from routelab.services.labeling import label  # noqa: E402
 from routelab.services.parsing import read_actions  # noqa: E402
@@ -65,7 +65,7 @@ def run(n: int, concurrency: int, latency: float, fault_rate: float, workdir: Pa
         store.upsert_actions(read_actions(demo_data_dir() / "actions.json"))
         store.add_examples([NewExample(text=f"bench question {i} about my {TOPICS[i % len(TOPICS)]}")
                             for i in range(n)])
-        router = openai_router("gpt-4.1", Settings(), timeout=30.0)
+        router = registry.router(store, "gpt-4.1", Settings(), timeout=30.0)
         t0 = time.perf_counter()
         result = label(store, router, concurrency=concurrency, spend_limit=1e9)
         wall = time.perf_counter() - t0

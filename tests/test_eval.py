@@ -15,7 +15,7 @@ FT = "ft:gpt-4.1-mini-2025-04-14:routelab:abc"
 
 def _train_local_model(store, model_id: str = "local-ft-test") -> str:
     """A real local trained model (embeddings + logistic regression) on the demo's train labels."""
-    from routelab.providers.local_model import LinearRouter, embed_examples
+    from routelab.providers.local.model import LinearRouter, embed_examples
 
     train = [e for e in store.page(ExampleFilter(split="train"), limit=10_000) if e.label]
     model = LinearRouter.fit(embed_examples(train), [e.label for e in train])

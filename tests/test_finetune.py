@@ -8,8 +8,11 @@ import pytest
 
 from routelab.config import settings as load_settings
 from routelab.domain import BadInput, JobStatus
-from routelab.providers.openai_finetune import OpenAIFineTuning
-from routelab.services.finetune import FinetuneOptions, LocalTrainer, OpenAITrainer, plan_finetune, start_finetune
+from routelab.providers import registry
+from routelab.providers.local.trainer import LocalTrainer
+from routelab.providers.openai.finetune_api import OpenAIFineTuning
+from routelab.providers.openai.trainer import OpenAITrainer
+from routelab.services.finetune import FinetuneOptions, plan_finetune, start_finetune
 from routelab.services.jobs import JobService
 from routelab.store import ExampleFilter
 
@@ -149,8 +152,6 @@ def test_uploads_retry_transient_errors(demo_store, fake_openai):
 
 
 def test_local_finetune_end_to_end_routes(demo_store, run_cli):
-    from routelab.providers import get_router
-
     r = run_cli("--db", demo_store.path, "finetune", "--provider", "local", "--json")
     assert r.code == 0, r
     lines = [json.loads(ln) for ln in r.out.splitlines()]
@@ -164,7 +165,7 @@ def test_local_finetune_end_to_end_routes(demo_store, run_cli):
     model = demo_store.trained_model(model_id)
     assert model.provider == "local" and model.artifact and model.metrics["valid_accuracy"] > 0.7
     # the new model routes the held-out test questions
-    router = get_router(demo_store, model_id, load_settings())
+    router = registry.router(demo_store, model_id, load_settings())
     test = demo_store.page(ExampleFilter(split="test"), limit=1000)
     routes = router.route_batch(test, demo_store.actions())
     accuracy = sum(r.action == e.label for r, e in zip(routes, test)) / len(test)

@@ -122,8 +122,8 @@ def test_watch_json_prints_each_event_once_then_the_job(demo_store, fake_openai,
 
 
 def test_watch_rides_out_a_passing_outage(demo_store, fake_openai):
-    from routelab.providers.openai_finetune import OpenAIFineTuning
-    from routelab.services.finetune import OpenAITrainer
+    from routelab.providers.openai.finetune_api import OpenAIFineTuning
+    from routelab.providers.openai.trainer import OpenAITrainer
 
     job, settings = _start_openai(demo_store)
     api = OpenAIFineTuning.from_settings(settings, backoff=0.0, max_attempts=2)

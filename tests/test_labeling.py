@@ -17,8 +17,9 @@ import pytest
 
 from routelab.config import Settings
 from routelab.domain import Example, NewExample
-from routelab.providers import openai_router
-from routelab.providers.openai_provider import FatalAPIError, retry_after_seconds
+from routelab.providers import registry
+from routelab.providers.base import FatalProviderError
+from routelab.providers.openai.errors import retry_after_seconds
 from routelab.services.labeling import SpendNotConfirmed, label
 from routelab.store import Store
 from tests.fake_openai import MALFORMED, REFUSE, UNKNOWN
@@ -33,7 +34,7 @@ def add_questions(store: Store, n: int, prefix: str = "question") -> None:
 def teacher(**kw):
     kw.setdefault("backoff", 0.01)
     kw.setdefault("timeout", 5.0)
-    return openai_router(kw.pop("model", "gpt-4.1"), Settings(), **kw)
+    return registry.get("openai").router(kw.pop("model", "gpt-4.1"), store=None, settings=Settings(), **kw)
 
 
 def per_example_counts(store: Store, model: str) -> Counter:
@@ -206,7 +207,7 @@ def test_samples_give_agreement_confidence(store, fake_openai):
 def test_persistent_failures_stop_the_run_and_the_rest_is_retried_next_time(store, fake_openai):
     add_questions(store, 10)
     fake_openai.fail_next(6, 500)
-    with pytest.raises(FatalAPIError, match="failed requests in a row"):
+    with pytest.raises(FatalProviderError, match="failed requests in a row"):
         label(store, teacher(max_attempts=2), concurrency=1, max_consecutive_failures=3)
     assert store.jobs(kind="label")[0].status == "failed"
     assert store.conn.execute("SELECT COUNT(*) FROM proposals").fetchone()[0] == 0
@@ -246,8 +247,8 @@ def test_retry_after_header_is_read_from_a_real_response(fake_openai):
         client.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "hi"}])
     client.close()
     assert retry_after_seconds(info.value) == pytest.approx(2.5)
-    provider = teacher().api
-    assert 2.5 <= provider._wait(1, info.value) <= 3.01
+    policy = teacher().client.policy
+    assert 2.5 <= policy.wait(1, info.value) <= 3.01
 
 
 @pytest.mark.parametrize("setup, needle", [
@@ -257,7 +258,7 @@ def test_retry_after_header_is_read_from_a_real_response(fake_openai):
 def test_fatal_errors_stop_at_once(store, fake_openai, setup, needle):
     add_questions(store, 40)
     setup(fake_openai)
-    with pytest.raises(FatalAPIError, match=needle):
+    with pytest.raises(FatalProviderError, match=needle):
         label(store, teacher(), concurrency=4)
     chat = [r for r in fake_openai.requests if r["path"].endswith("/chat/completions")]
     assert len(chat) <= 8  # no retries: at most the requests already in flight
@@ -337,7 +338,7 @@ def test_examples_are_objects_with_history():  # the prompt builder works withou
     from random import Random
 
     from routelab.domain import Action
-    from routelab.providers.openai_provider import route_messages
+    from routelab.providers.openai.prompts import route_messages
 
     e = Example(id=1, text="q", source="user", split="train", hash="h", created_at="now")
     msgs = route_messages(e, [Action(name="a", description="A"), Action(name="b", description="")], Random(1))

@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 
 from routelab import pricing
-from routelab.services.labeling import label, label_batch
+from routelab.services.batch_labeling import label_batch
+from routelab.services.labeling import label
 from tests.fake_openai import REFUSE, default_answer
 from tests.test_labeling import add_questions, per_example_counts, teacher
 

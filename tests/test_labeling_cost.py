@@ -8,7 +8,8 @@ import pytest
 
 from routelab import pricing
 from routelab.domain import BadInput, NewExample
-from routelab.services.labeling import count_tokens, estimate_label_cost
+from routelab.providers.openai.tokens import count_tokens
+from routelab.services.labeling import estimate_label_cost
 from tests.test_labeling import add_questions, teacher
 
 

@@ -125,7 +125,7 @@ async def test_playground_pane_routes_saves_and_stays_literal(demo_store):
 
 async def test_playground_pane_select_model_and_toggle(demo_store):
     from routelab.domain import TrainedModel
-    from routelab.providers.local_model import LinearRouter, embed_examples
+    from routelab.providers.local.model import LinearRouter, embed_examples
 
     train = [e for e in demo_store.page(ExampleFilter(split="train"), limit=1000) if e.label]
     model = LinearRouter.fit(embed_examples(train), [e.label for e in train])
@@ -153,7 +153,7 @@ async def test_playground_pane_select_model_and_toggle(demo_store):
 
 async def test_playground_pane_reload_lists_a_new_model(demo_store):
     from routelab.domain import TrainedModel
-    from routelab.providers.local_model import LinearRouter, embed_examples
+    from routelab.providers.local.model import LinearRouter, embed_examples
 
     app = PaneApp(demo_store.path)
     async with app.run_test(size=(120, 40)) as pilot:

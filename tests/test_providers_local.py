@@ -9,9 +9,10 @@ import pytest
 
 from routelab.config import Settings
 from routelab.domain import BadInput, NewExample, Status, TrainedModel
-from routelab.providers import default_teacher, get_router
+from routelab.providers import registry
 from routelab.providers.local import MIN_LABELS, LocalModelRouter, LocalTeacher
-from routelab.providers.local_model import LinearRouter, embed
+from routelab.providers.local.model import LinearRouter, embed
+from routelab.providers.registry import default_teacher
 from routelab.services.labeling import label
 from routelab.store import ExampleFilter
 
@@ -100,23 +101,23 @@ def test_cli_label_local_offline(store, db_path, run_cli):
 def test_registry_resolves_local_trained_and_openai_models(store, monkeypatch):
     settings = Settings()
     assert default_teacher(settings) == "local"
-    assert isinstance(get_router(store, "local", settings), LocalTeacher)
+    assert isinstance(registry.router(store, "local", settings), LocalTeacher)
     names = store.action_names()
     model = LinearRouter.fit(embed([f"about {n}" for n in names] * 2), names * 2)
     store.save_model(TrainedModel(id="local-ft-1", provider="local", artifact=model.to_bytes()))
-    router = get_router(store, "local-ft-1", settings)
+    router = registry.router(store, "local-ft-1", settings)
     assert isinstance(router, LocalModelRouter) and router.model == "local-ft-1"
     store.add_examples([NewExample(text="about escalate")])
     assert router.route_batch(store.page())[0].action in names
     with pytest.raises(BadInput, match="OPENAI_API_KEY"):
-        get_router(store, "gpt-4.1-mini", settings)
+        registry.router(store, "gpt-4.1-mini", settings)
     monkeypatch.setenv("OPENAI_API_KEY", "dummy-not-a-key")
     monkeypatch.setenv("ROUTELAB_TEACHER", "gpt-4.1-mini")
     settings = Settings()
     assert default_teacher(settings) == "gpt-4.1-mini"
-    router = get_router(store, "gpt-4.1-mini", settings, timeout=3)
+    router = registry.router(store, "gpt-4.1-mini", settings, timeout=3)
     assert router.provider == "openai" and router.model == "gpt-4.1-mini"
-    assert "dummy-not-a-key" not in repr(router.api)
+    assert "dummy-not-a-key" not in repr(router) + repr(router.client)
 
 
 def test_trained_teacher_is_fitted_once_per_set_of_labels(demo_store):

@@ -25,6 +25,9 @@ def register(sub, common) -> None:
     add_json_flag(p)
     p.set_defaults(func=cmd_export)
 
+    from routelab.providers import registry
+    from routelab.providers.base import TRAIN
+
     p = sub.add_parser(
         "finetune", parents=[common], help="export, then fine-tune a router (OpenAI or the embedded local trainer)",
         description="Exports the workspace (reusing an identical export), then starts a fine-tune. "
@@ -34,7 +37,8 @@ def register(sub, common) -> None:
                     "--provider local trains the embedded router in this process and always runs to completion "
                     "(with or without --wait). Default provider: openai when OPENAI_API_KEY is set, else local.",
     )
-    p.add_argument("--provider", choices=["openai", "local"], default=None)
+    p.add_argument("--provider", choices=registry.names(TRAIN), default=None,
+                   help="which backend trains (default: openai when OPENAI_API_KEY is set, else local)")
     p.add_argument("--base-model", default=None, help="OpenAI base model (default gpt-4.1-mini-2025-04-14)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of an OpenAI fine-tune (default: the OpenAI cookbook rule)")
     p.add_argument("--suffix", default=None, help="suffix of the fine-tuned model name (OpenAI, up to 64 chars)")
@@ -112,7 +116,7 @@ def cmd_export(ctx) -> int:
 def _confirm(plan, yes: bool) -> None:
     from routelab.services.finetune import estimate_line
 
-    if yes or plan.options.provider == "local":  # local training is free
+    if yes or plan.free:  # free training (local) needs no yes
         return
     interactive = sys.stdin.isatty()
     # A paid fine-tune cannot be taken back: at a terminal, always show the estimate and
@@ -137,13 +141,9 @@ def cmd_finetune(ctx) -> int:
 
     a = ctx.args
     settings = _settings()
-    provider = a.provider or ("openai" if settings.has_openai else "local")
-    if provider == "openai" and not settings.has_openai:
-        raise BadInput("--provider openai needs OPENAI_API_KEY (and OPENAI_BASE_URL for a non-OpenAI server); "
-                       "or use --provider local")
     if a.interval <= 0:
         raise BadInput("--interval must be positive")
-    opts = FinetuneOptions(provider=provider, base_model=a.base_model, epochs=a.epochs, suffix=a.suffix, seed=a.seed,
+    opts = FinetuneOptions(provider=a.provider, base_model=a.base_model, epochs=a.epochs, suffix=a.suffix, seed=a.seed,
                            val_fraction=a.val_fraction, teacher=a.teacher, reviewed_only=a.reviewed_only,
                            out_dir=Path(a.out) if a.out else None)
     store = ctx.store()
@@ -161,9 +161,9 @@ def cmd_finetune(ctx) -> int:
 
     job = start_finetune(store, plan, settings, on_event=on_event)
     if not a.json:
-        print(f"job {job.id}: {provider} fine-tune of {job.model}" + (f" ({job.remote_id})" if job.remote_id else "")
+        print(f"job {job.id}: {job.provider} fine-tune of {job.model}" + (f" ({job.remote_id})" if job.remote_id else "")
               + f", {job.status.value}")
-    if provider == "local" or a.wait:
+    if job.status.terminal or a.wait:  # a trainer that runs here has finished by now
         return _follow(ctx, job.id, a.interval, a.json, after_event=seen[0])
     if a.json:
         emit_json(_job_dict(store, job))
@@ -188,11 +188,8 @@ def _job_dict(store, job) -> dict:
 
 
 def _refresh_local(svc, jobs):
-    """Local jobs are checked offline (is their process still there?); remote ones are not polled here."""
-    out = []
-    for job in jobs:
-        out.append(svc.poll(job) if job.provider == "local" and not job.status.terminal else job)
-    return out
+    """Jobs run by a process are checked offline (is it still there?); jobs at a provider are not polled here."""
+    return [svc.poll(job) if not job.status.terminal and svc.runs_here(job) else job for job in jobs]
 
 
 def cmd_jobs_list(ctx) -> int:

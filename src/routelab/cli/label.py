@@ -9,14 +9,17 @@ from routelab.domain import BadInput
 
 
 def register(sub, common) -> None:
+    from routelab.providers import registry
+
     p = sub.add_parser(
         "label", parents=[common],
         help="teacher proposals for every example that has none from that model yet",
         description="Ask the teacher for an action for every example it has not proposed for yet. "
                     "Each proposal is saved as it arrives; run again to continue an interrupted run.",
     )
-    p.add_argument("--provider", choices=["openai", "local"],
-                   help="openai (default when OPENAI_API_KEY is set) or local (embedded, offline)")
+    p.add_argument("--provider", choices=registry.names(),
+                   help="which backend labels: openai (the default when OPENAI_API_KEY is set), local (embedded, "
+                        "offline), or any installed provider")
     p.add_argument("--model", metavar="M",
                    help="teacher model (default: $ROUTELAB_TEACHER or gpt-4.1 for openai; 'local' for local)")
     p.add_argument("--concurrency", type=int, default=8, metavar="N", help="requests in flight (default 8)")
@@ -46,34 +49,22 @@ def register(sub, common) -> None:
     p.set_defaults(func=cmd_generate)
 
 
-# ---------------------------------------------------------------- progress and confirmation
-
-
 # ---------------------------------------------------------------- commands
 
 
-def _teacher(ctx, settings, *, provider: str | None, model: str | None, **kwargs):
-    from routelab.providers import LOCAL_TEACHER, get_router, openai_router
+def _teacher(ctx, settings, *, provider: str | None, model: str | None, **options):
+    """The teacher's router: --model, else the provider's default teacher, else the default one."""
+    from routelab.providers import registry
 
-    if provider == "local":
-        model = model or LOCAL_TEACHER
-        if model != LOCAL_TEACHER:
-            trained = ctx.store().trained_model(model, with_artifact=False)
-            if trained is None or trained.provider != "local":
-                raise BadInput(f"{model!r} is not a local model (use --provider openai, or --model local)")
-        return get_router(ctx.store(), model, settings)
-    if provider == "openai":
-        return openai_router(model or settings.teacher, settings, **kwargs)
     if model is None:
-        from routelab.providers import default_teacher
-
-        model = default_teacher(settings)
-    return get_router(ctx.store(), model, settings, **kwargs)
+        model = registry.get(provider).default_teacher(settings) if provider else registry.default_teacher(settings)
+    return registry.router(ctx.store(), model, settings, provider=provider, **options)
 
 
 def cmd_label(ctx) -> int:
     from routelab.config import settings as load_settings
-    from routelab.services.labeling import label, label_batch
+    from routelab.services.batch_labeling import label_batch
+    from routelab.services.labeling import label
 
     a = ctx.args
     if a.concurrency < 1:
@@ -86,11 +77,6 @@ def cmd_label(ctx) -> int:
         raise BadInput("--timeout must be positive")
     settings = load_settings()
     router = _teacher(ctx, settings, provider=a.provider, model=a.model, timeout=a.timeout, samples=a.samples)
-    if a.samples > 1 and router.provider != "openai":
-        raise BadInput("--samples needs an OpenAI-compatible teacher (a local router is deterministic)")
-    if a.batch and router.provider != "openai":
-        raise BadInput("--batch needs an OpenAI-compatible endpoint (set OPENAI_API_KEY); the local provider "
-                       "labels thousands of questions per second without it")
     store = ctx.store()
     printer = ProgressPrinter(f"label {router.model}", quiet=False)
     confirm = confirmer(a.yes, "labelling")
@@ -112,9 +98,8 @@ def cmd_label(ctx) -> int:
     elif a.batch and a.no_wait and result.status not in ("succeeded", "failed", "cancelled"):
         print(f"batch {result.remote_id} is {result.status}; run `routelab label --batch` again to collect it")
     else:
-        mode = getattr(router, "mode", None)
         print(
-            f"{router.model}{f' ({mode})' if mode else ''}: labelled {result.labelled} "
+            f"{router.model}{f' ({router.mode})' if router.mode else ''}: labelled {result.labelled} "
             f"({result.valid} valid, {result.invalid} invalid), {result.failed} failed, "
             f"{result.remaining} left; tokens {result.tokens_in:,} in / {result.tokens_out:,} out; "
             f"${result.cost:.4f}; {result.elapsed:.1f}s"
@@ -130,21 +115,21 @@ def cmd_label(ctx) -> int:
 
 def cmd_generate(ctx) -> int:
     from routelab.config import settings as load_settings
-    from routelab.providers import LOCAL_TEACHER, openai_router
-    from routelab.services.generation import NEEDS_OPENAI, generate
+    from routelab.providers import registry
+    from routelab.services.generation import generate
 
     a = ctx.args
     if a.per_action < 1:
         raise BadInput("--per-action must be at least 1")
+    if a.timeout <= 0:
+        raise BadInput("--timeout must be positive")
     settings = load_settings()
-    model = a.model or settings.teacher
-    if model == LOCAL_TEACHER or not settings.has_openai:
-        raise BadInput(NEEDS_OPENAI)
-    router = openai_router(model, settings, timeout=a.timeout)
+    model = a.model or registry.get(registry.DEFAULT_REMOTE).default_teacher(settings)
+    generator = registry.generator(ctx.store(), model, settings, timeout=a.timeout)
     actions = [s.strip() for s in a.actions.split(",") if s.strip()] if a.actions else None
     printer = ProgressPrinter(f"generate {model}")
     try:
-        result = generate(ctx.store(), router, per_action=a.per_action, actions=actions,
+        result = generate(ctx.store(), generator, per_action=a.per_action, actions=actions,
                           concurrency=a.concurrency, progress=printer, confirm=confirmer(a.yes, "generating"),
                           spend_limit=settings.spend_limit)
     finally:

@@ -1,8 +1,11 @@
-"""The router prompt: one builder for fine-tuning data and for routing with a fine-tuned model.
+"""The router prompt and the chat format of routing data, both ways.
 
 A fine-tuned router must see at inference exactly the system prompt it was trained on,
 so this prompt is deterministic (actions in code order, never shuffled) and versioned;
 exports record its version and hash, and trained models keep the prompt in their params.
+
+Reading the format back (`chat_record`) is shared by `routelab import` of chat JSONL and
+by the local trainer, which trains on the export files.
 """
 
 from __future__ import annotations
@@ -10,8 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from routelab.domain import Action
+from routelab.domain import Action, BadInput, Example, Message
+
+CHAT_ROLES = ("system", "user", "assistant", "tool", "function")
 
 ROUTER_PROMPT_VERSION = "router-v1"
 
@@ -39,3 +46,47 @@ def assistant_answer(action: str) -> str:
 
 def prompt_hash(prompt: str) -> str:
     return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:12]
+
+
+def chat_record(messages: Any) -> tuple[str, list[dict[str, str]], str | None, int]:
+    """One chat example read back: (question, earlier user/assistant turns, label or None, index of
+    the question in `messages`). The question is the last user message; the label is the action
+    of the last assistant answer after it. ValueError names the field that is wrong."""
+    if not isinstance(messages, list) or not messages:
+        raise ValueError('field "messages": expected a non-empty list')
+    for j, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in CHAT_ROLES:
+            raise ValueError(f'field "messages[{j}]": expected {{"role", "content"}}')
+    last_user = max((j for j, m in enumerate(messages) if m["role"] == "user"), default=None)
+    if last_user is None:
+        raise ValueError('field "messages": no user message')
+    turns = [{"role": m["role"], "content": m["content"]} for m in messages[:last_user]
+             if m["role"] in ("user", "assistant")]
+    answers = [m for m in messages[last_user + 1:] if m["role"] == "assistant"]
+    label = None
+    if answers:
+        try:
+            label = json.loads(answers[-1]["content"])["action"]
+        except (ValueError, TypeError, KeyError):
+            raise ValueError('field "messages": the assistant answer is not {"action": ...}') from None
+    return messages[last_user]["content"], turns, label, last_user
+
+
+def read_chat_jsonl(path: Path) -> tuple[list[Example], list[str]]:
+    """Examples (history + last user message) and labels (the assistant's action) of an export file."""
+    examples: list[Example] = []
+    labels: list[str] = []
+    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            text, turns, label, _ = chat_record(json.loads(line).get("messages"))
+            if not isinstance(label, str):
+                raise ValueError("no assistant answer after the user message")
+        except (ValueError, AttributeError) as e:
+            raise BadInput(f"{Path(path).name} line {i}: not a routing example ({e})") from None
+        history = [Message(role=m["role"], content=m["content"]) for m in turns]  # type: ignore[arg-type]
+        examples.append(Example(id=i, text=text, conversation=history or None, source="export",
+                                split="train", hash="", created_at=""))
+        labels.append(label)
+    return examples, labels

@@ -31,205 +31,44 @@ Definitions (the README repeats them):
 
 from __future__ import annotations
 
-import math
 import time
-from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from routelab.domain import BadInput, Evaluation, Example, Job, JobStatus, Proposal, RoutelabError
+from routelab.providers import registry
+from routelab.providers.local import ZERO_SHOT
+from routelab.services.jobrun import JobRecorder
 from routelab.services.progress import Progress, ProgressCallback
+from routelab.services.scoring import (  # also part of this module's interface (__all__)
+    INVALID,
+    add_improvement,
+    classification_metrics,
+    paired_difference,
+    percentile,
+    score,
+    wilson_interval,
+)
 from routelab.store import ExampleFilter, Store
 
-Z95 = 1.959963984540054
-INVALID = "(invalid)"  # the predicted "action" of an invalid answer in the confusion matrix
-ZERO_SHOT = "local-zero-shot"  # the embedded zero-shot baseline: never trained, always runnable
-SLICES = ("synthetic", "user", "all")
-MAX_CONFUSIONS = 50  # largest confusions kept (with their example ids) per evaluation
 ID_CHUNK = 5000  # examples per labeling call (the ids go into one SQL IN list)
-
-
-# ---------------------------------------------------------------------------- statistics
-
-
-def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion correct/n; (0, 1) when n is 0."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = correct / n
-    z2 = z * z
-    denom = 1 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0-100) with linear interpolation (numpy's default); None if empty."""
-    if not values:
-        return None
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def paired_difference(a: Sequence[bool], b: Sequence[bool], z: float = Z95) -> tuple[float, float, float] | None:
-    """Mean of a_i - b_i with a 95% normal interval on the paired differences (None if empty)."""
-    n = len(a)
-    if n == 0 or n != len(b):
-        return None
-    d = [int(x) - int(y) for x, y in zip(a, b)]
-    mean = sum(d) / n
-    if n == 1:
-        return mean, -1.0, 1.0
-    var = sum((x - mean) ** 2 for x in d) / (n - 1)
-    half = z * math.sqrt(var / n)
-    return mean, max(-1.0, mean - half), min(1.0, mean + half)
-
-
-def classification_metrics(gold: Sequence[str], pred: Sequence[str | None]) -> dict[str, Any]:
-    """Per-action precision/recall/F1, macro-F1 and a sparse confusion matrix.
-
-    `pred[i]` is None for an invalid answer (a miss, shown as INVALID in the matrix).
-    Actions are those present in `gold`; a metric with an empty denominator is 0.
-    """
-    if len(gold) != len(pred):
-        raise ValueError("gold and pred differ in length")
-    labels = sorted(set(gold))
-    tp: Counter[str] = Counter()
-    fp: Counter[str] = Counter()
-    support: Counter[str] = Counter(gold)
-    confusion: dict[str, Counter[str]] = defaultdict(Counter)
-    for g, p in zip(gold, pred):
-        confusion[g][p if p is not None else INVALID] += 1
-        if p == g:
-            tp[g] += 1
-        elif p is not None:
-            fp[p] += 1
-    per_action: dict[str, dict[str, float | int]] = {}
-    for a in labels:
-        precision = tp[a] / (tp[a] + fp[a]) if tp[a] + fp[a] else 0.0
-        recall = tp[a] / support[a] if support[a] else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_action[a] = {"precision": precision, "recall": recall, "f1": f1, "support": support[a]}
-    macro_f1 = sum(m["f1"] for m in per_action.values()) / len(labels) if labels else 0.0
-    return {
-        "labels": labels,
-        "per_action": per_action,
-        "macro_f1": macro_f1,
-        "confusion": {g: dict(c) for g, c in confusion.items()},
-    }
-
-
-def slice_of(source: str) -> str:
-    return "synthetic" if source == "synthetic" else "user"
-
-
-def accuracy_cell(correct: int, n: int) -> dict[str, Any]:
-    lo, hi = wilson_interval(correct, n)
-    return {"n": n, "correct": correct, "accuracy": (correct / n) if n else None, "ci_low": lo, "ci_high": hi}
-
-
-# ---------------------------------------------------------------------------- scoring
-
-
-def score(model: str, examples: Sequence[Example], proposals: dict[int, Proposal], *,
-          split: str | None = None, job_id: int | None = None) -> Evaluation:
-    """Compare a model's proposals with the human labels of `examples` (pure: no I/O)."""
-    answered = [e for e in examples if e.id in proposals]
-    gold = [e.label or "" for e in answered]
-    pred = [proposals[e.id].action if proposals[e.id].valid else None for e in answered]
-    hits = [g == p for g, p in zip(gold, pred)]
-    n, correct = len(answered), sum(hits)
-    cls = classification_metrics(gold, pred)
-
-    slices: dict[str, dict[str, Any]] = {}
-    by_source: dict[str, dict[str, Any]] = {}
-    for name in SLICES:
-        idx = [i for i, e in enumerate(answered) if name == "all" or slice_of(e.source) == name]
-        slices[name] = accuracy_cell(sum(hits[i] for i in idx), len(idx))
-    for source in sorted({e.source for e in answered}):
-        idx = [i for i, e in enumerate(answered) if e.source == source]
-        by_source[source] = accuracy_cell(sum(hits[i] for i in idx), len(idx))
-
-    cells: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for e, g, p in zip(answered, gold, pred):
-        if g != p:
-            cells[(g, p if p is not None else INVALID)].append(e.id)
-    confusions = [
-        {"gold": g, "pred": p, "count": len(ids), "ids": ids}
-        for (g, p), ids in sorted(cells.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-    ][:MAX_CONFUSIONS]
-
-    props = [proposals[e.id] for e in answered]
-    latencies = [p.latency_ms for p in props if p.latency_ms is not None]
-    invalid = sum(1 for p in props if not p.valid)
-    lo, hi = wilson_interval(correct, n)
-    return Evaluation(
-        job_id=job_id, model=model, split=split, source=None, n=n, correct=correct,
-        accuracy=(correct / n) if n else 0.0, ci_low=lo, ci_high=hi,
-        macro_f1=cls["macro_f1"] if n else None,
-        invalid_rate=(invalid / n) if n else 0.0,
-        latency_p50_ms=percentile(latencies, 50), latency_p95_ms=percentile(latencies, 95),
-        cost_per_1k=(sum(p.cost for p in props) / n * 1000) if n else None,
-        details={
-            "slices": slices,
-            "by_source": by_source,
-            "labels": cls["labels"],
-            "per_action": cls["per_action"],
-            "confusion": cls["confusion"],
-            "confusions": confusions,
-            "missing": len(examples) - n,
-            "invalid": invalid,
-            "tokens_in": sum(p.tokens_in for p in props),
-            "tokens_out": sum(p.tokens_out for p in props),
-            "cost_total": sum(p.cost for p in props),
-            "hits": {str(e.id): h for e, h in zip(answered, hits)},
-        },
-    )
-
-
-def add_improvement(evaluations: Sequence[Evaluation], base: str | None) -> None:
-    """Fill each evaluation's details["improvement"] against the base model's (in place)."""
-    ref = next((ev for ev in evaluations if ev.model == base), None)
-    for ev in evaluations:
-        ev.details["base"] = base
-        ev.details["improvement"] = None
-        if ref is None:
-            continue
-        mine, theirs = ev.details.get("hits", {}), ref.details.get("hits", {})
-        common = [k for k in mine if k in theirs]
-        diff = paired_difference([mine[k] for k in common], [theirs[k] for k in common])
-        if diff is not None:
-            ev.details["improvement"] = {"delta": diff[0], "ci_low": diff[1], "ci_high": diff[2], "n": len(common)}
 
 
 # ---------------------------------------------------------------------------- models
 
 
 def default_models(store: Store, settings=None) -> list[str]:
-    """Every model the workspace knows that can run here, the zero-shot baseline first.
-
-    Offline: local-zero-shot, the local teacher, each local trained model. With an
-    OpenAI key also: the base model of each OpenAI fine-tune (first: it is the base of
-    the comparison), the OpenAI teacher and each fine-tuned model.
+    """Every model the workspace knows that can run here, the zero-shot baseline first (the registry
+    asks each backend that can run here). Offline: local-zero-shot, the local teacher, each local
+    trained model. With an OpenAI key also: the base model of each OpenAI fine-tune (first: it is
+    the base of the comparison), the OpenAI teacher and each fine-tuned model.
     """
     if settings is None:
         from routelab.config import settings as load
 
         settings = load()
-    local = [ZERO_SHOT, "local", *(m.id for m in store.trained_models(provider="local"))]
-    models: list[str] = []
-    if settings.has_openai:
-        remote = store.trained_models(provider="openai")
-        bases = [m.base for m in reversed(remote) if m.base]  # newest fine-tune's base first
-        models = [*bases, *local, settings.teacher, *(m.id for m in remote)]
-    else:
-        models = local
-    return list(dict.fromkeys(models))
+    return registry.runnable_models(store, settings)
 
 
 def complete_models(store: Store, examples: Sequence[Example], exclude: Sequence[str] = ()) -> list[str]:
@@ -252,20 +91,23 @@ def parse_models(text: str | None) -> list[str] | None:
 
 
 def resolve_router(store: Store, model_id: str, settings=None):
-    """A Router for a model id: the zero-shot baseline here, everything else via providers."""
-    if model_id == ZERO_SHOT:
-        from routelab.providers.local import LocalTeacher
-
-        router = LocalTeacher(store.actions())  # no labels: zero-shot similarity
-        router.model = ZERO_SHOT
-        return router
-    from routelab.providers import get_router
-
+    """A Router for a model id (the provider registry's resolver)."""
     if settings is None:
         from routelab.config import settings as load
 
         settings = load()
-    return get_router(store, model_id, settings)
+    return registry.router(store, model_id, settings)
+
+
+def _provider_of(store: Store, models: Sequence[str]) -> str:
+    """The job's provider: the one backend serving every model, else "mixed"."""
+    names = set()
+    for m in models:
+        try:
+            names.add(registry.resolve(store, m)[0].name)
+        except RoutelabError:
+            names.add("?")
+    return names.pop() if len(names) == 1 else "mixed"
 
 
 # ---------------------------------------------------------------------------- running
@@ -345,6 +187,37 @@ def predict(store: Store, router, examples: Sequence[Example], *,
     return have
 
 
+class _EvalProgress:
+    """The eval job's progress (models x examples), to the job row and the caller."""
+
+    def __init__(self, recorder: JobRecorder, total: int, progress: ProgressCallback | None):
+        self.recorder = recorder
+        self.total = total
+        self.progress = progress
+        self.started = time.monotonic()
+
+    def __call__(self, done: int, message: str, force: bool = False) -> None:
+        self.recorder.progress(done)
+        self.recorder.flush(force)
+        if self.progress:
+            elapsed = time.monotonic() - self.started
+            rate = done / elapsed if elapsed > 0 and done else None
+            eta = (self.total - done) / rate if rate else None
+            self.progress(Progress(done, self.total, rate=rate, eta=eta, message=message))
+
+
+def _models(store: Store, models: Sequence[str] | None, base: str | None, examples: Sequence[Example],
+            settings) -> tuple[list[str], str]:
+    if not models:
+        models = default_models(store, settings)
+        models += complete_models(store, examples, exclude=models)
+    models = list(dict.fromkeys(models))
+    base = base or models[0]
+    if base not in models:
+        models.insert(0, base)
+    return models, base
+
+
 def evaluate(
     store: Store, models: Sequence[str] | None = None, *, split: str = "test", base: str | None = None,
     settings=None, progress: ProgressCallback | None = None, cancelled: Callable[[], bool] | None = None,
@@ -360,83 +233,74 @@ def evaluate(
 
         settings = load()
     examples = check_split(store, split)
-    if not models:
-        models = default_models(store, settings)
-        models += complete_models(store, examples, exclude=models)
-    models = list(dict.fromkeys(models))
-    base = base or models[0]
-    if base not in models:
-        models.insert(0, base)
+    models, base = _models(store, models, base, examples, settings)
     n = len(examples)
     run = EvalRun(split=split, n=n, models=models, base=base)
-    provider = "local" if all(m == ZERO_SHOT or m.startswith("local") for m in models) else "mixed"
-    job = store.create_job(Job(
-        kind="eval", provider=provider, status=JobStatus.RUNNING, model=",".join(models),
+    recorder = JobRecorder.create(store, Job(
+        kind="eval", provider=_provider_of(store, models), status=JobStatus.RUNNING, model=",".join(models),
         params={"models": models, "split": split, "base": base, "n": n}, progress_total=n * len(models),
-    ))
-    run.job_id = job.id
-    started = time.monotonic()
-    last_write = 0.0
-
-    def report(done_total: int, message: str, force: bool = False) -> None:
-        nonlocal last_write
-        now = time.monotonic()
-        if force or now - last_write > 0.25:
-            store.update_job(job.id, progress_done=done_total)
-            last_write = now
-        if progress:
-            elapsed = now - started
-            rate = done_total / elapsed if elapsed > 0 and done_total else None
-            eta = (n * len(models) - done_total) / rate if rate else None
-            progress(Progress(done_total, n * len(models), rate=rate, eta=eta, message=message))
-
-    scored: list[Evaluation] = []
+    ), flush_every=0.25)
+    run.job_id = recorder.job_id
+    report = _EvalProgress(recorder, n * len(models), progress)
+    router_for = router_for or (lambda m: resolve_router(store, m, settings))
     try:
-        for i, model in enumerate(models):
-            if cancelled and cancelled():
-                break
-            offset = i * n
-            report(offset, f"{model}: routing", force=True)
-            try:
-                proposals = store.proposals_for(model, [e.id for e in examples])
-                if len(proposals) < n:  # only then is the model needed (a stored run needs no key)
-                    router = router_for(model) if router_for else resolve_router(store, model, settings)
-                    proposals = predict(
-                        store, router, examples, confirm=confirm, spend_limit=settings.spend_limit,
-                        on_progress=lambda done, m=model, o=offset: report(o + done, f"{m}: routing"),
-                    )
-            except RoutelabError as e:
-                run.errors[model] = str(e)
-                continue
-            except Exception as e:  # a provider bug must not lose the other models' results
-                run.errors[model] = f"{type(e).__name__}: {e}"
-                continue
-            if not proposals:
-                run.errors[model] = "no predictions (every call failed)"
-                continue
-            scored.append(score(model, examples, proposals, split=split, job_id=job.id))
-            report(offset + n, f"{model}: scored", force=True)
-        add_improvement(scored, base)
-        for ev in scored:
-            store.add_evaluation(ev)
-        run.evaluations = scored
-        cancelled_now = bool(cancelled and cancelled())
-        status = (JobStatus.CANCELLED if cancelled_now else
-                  JobStatus.FAILED if not scored else JobStatus.SUCCEEDED)
-        store.update_job(
-            job.id, status=status, progress_done=n * len(models),
-            cost=sum(ev.details.get("cost_total", 0.0) for ev in scored),
-            result={"evaluations": [ev.id for ev in scored], "errors": run.errors,
-                    "accuracy": {ev.model: ev.accuracy for ev in scored}},
-            error="; ".join(f"{m}: {r}" for m, r in run.errors.items()) or None,
-        )
+        with recorder.running():
+            for i, model in enumerate(models):
+                if cancelled and cancelled():
+                    break
+                ev = _evaluate_one(store, run, model, examples, i * n, report, router_for, confirm,
+                                   settings.spend_limit)
+                if ev is not None:
+                    run.evaluations.append(ev)
+            _conclude(store, run, recorder, bool(cancelled and cancelled()))
     except KeyboardInterrupt:
-        store.update_job(job.id, status=JobStatus.CANCELLED, error="interrupted; the predictions made so far are saved")
+        recorder.finish(JobStatus.CANCELLED, error="interrupted; the predictions made so far are saved")
         raise
     except BaseException as e:
-        store.update_job(job.id, status=JobStatus.FAILED, error=f"{type(e).__name__}: {e}"[:500])
+        recorder.finish(JobStatus.FAILED, error=f"{type(e).__name__}: {e}"[:500])
         raise
     return run
+
+
+def _evaluate_one(store: Store, run: EvalRun, model: str, examples: Sequence[Example], offset: int,
+                  report: _EvalProgress, router_for: Callable[[str], Any], confirm, spend_limit: float):
+    """Score one model (routing the examples it has no stored proposal for); None when it failed."""
+    n = len(examples)
+    report(offset, f"{model}: routing", force=True)
+    try:
+        proposals = store.proposals_for(model, [e.id for e in examples])
+        if len(proposals) < n:  # only then is the model needed (a stored run needs no key)
+            proposals = predict(
+                store, router_for(model), examples, confirm=confirm, spend_limit=spend_limit,
+                on_progress=lambda done: report(offset + done, f"{model}: routing"),
+            )
+    except RoutelabError as e:
+        run.errors[model] = str(e)
+        return None
+    except Exception as e:  # a provider bug must not lose the other models' results
+        run.errors[model] = f"{type(e).__name__}: {e}"
+        return None
+    if not proposals:
+        run.errors[model] = "no predictions (every call failed)"
+        return None
+    ev = score(model, examples, proposals, split=run.split, job_id=run.job_id)
+    report(offset + n, f"{model}: scored", force=True)
+    return ev
+
+
+def _conclude(store: Store, run: EvalRun, recorder: JobRecorder, cancelled: bool) -> None:
+    scored = run.evaluations
+    add_improvement(scored, run.base)
+    for ev in scored:
+        store.add_evaluation(ev)
+    status = JobStatus.CANCELLED if cancelled else JobStatus.FAILED if not scored else JobStatus.SUCCEEDED
+    recorder.finish(
+        status, progress_done=run.n * len(run.models),
+        cost=sum(ev.details.get("cost_total", 0.0) for ev in scored),
+        result={"evaluations": [ev.id for ev in scored], "errors": run.errors,
+                "accuracy": {ev.model: ev.accuracy for ev in scored}},
+        error="; ".join(f"{m}: {r}" for m, r in run.errors.items()) or None,
+    )
 
 
 # ---------------------------------------------------------------------------- reading results

@@ -24,11 +24,11 @@ import re
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from routelab.domain import Action, BadInput, Example, Status
+from routelab.providers.openai.tokens import count_tokens
 from routelab.providers.prompts import ROUTER_PROMPT_VERSION, assistant_answer, prompt_hash, router_system_prompt
 from routelab.store import ExampleFilter, Store
 
@@ -111,27 +111,6 @@ def near_key(text: str) -> str:
     """Near-identical texts share a key: lowercase, punctuation and whitespace removed."""
     key = re.sub(r"[\W_]+", "", text.lower(), flags=re.UNICODE)
     return key or text.strip().lower()
-
-
-@lru_cache(maxsize=1)
-def _encoding():
-    import bpe_openai
-
-    return bpe_openai.get_encoding("o200k_base")
-
-
-def count_tokens(messages: list[dict[str, Any]]) -> int:
-    """The cookbook's num_tokens_from_messages with o200k_base (offline)."""
-    enc = _encoding()
-    n = 3  # every reply is primed with <|start|>assistant<|message|>
-    for m in messages:
-        n += 3
-        for key, value in m.items():
-            if isinstance(value, str):
-                n += len(enc.encode(value))
-            if key == "name":
-                n += 1
-    return n
 
 
 def token_limit_for(base_model: str) -> int:

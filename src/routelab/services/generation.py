@@ -4,34 +4,32 @@ New questions are stored unlabelled with source "synthetic" (the operator review
 them like any other), deduplicated against the workspace by content hash. If a round
 brings back duplicates, the teacher is asked again for the shortfall (at most
 MAX_ROUNDS rounds per action), shown what it already wrote. Same retry, spend and job
-rules as labeling. The local provider has no generative model: generation needs an
-OpenAI-compatible endpoint, and says so instead of faking it.
+rules as labeling. A backend without a generative model (the local one) cannot write
+questions, and generate says so instead of faking it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import os
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
-from routelab import pricing
-from routelab.domain import Action, BadInput, Job, JobEvent, JobStatus, NewExample, RoutelabError
-from routelab.providers.base import Router
-from routelab.services.labeling import Estimate, check_spend, count_tokens
+from routelab.domain import Action, BadInput, Job, JobStatus, NewExample, RoutelabError
+from routelab.providers import registry
+from routelab.providers.base import Estimate, Generated, QuestionGenerator, RequestFailed, Router
+from routelab.services.jobrun import JobRecorder
+from routelab.services.labeling import check_spend, require_actions, run_tasks
 from routelab.services.progress import ProgressCallback, Tracker
 from routelab.store import Store
 
 PER_REQUEST = 20  # questions asked for in one request
 MAX_ROUNDS = 3
 OVERASK = 0.2  # ask for 20% more than needed: generated questions repeat each other and the workspace
-NEEDS_OPENAI = ("generate needs an OpenAI-compatible endpoint: set OPENAI_API_KEY (and OPENAI_BASE_URL for a "
-                "self-hosted server); the local provider has no generative model")
+MAX_ERRORS_KEPT = 20
 
 
 @dataclass
@@ -57,157 +55,175 @@ class GenerateResult:
         d["elapsed"] = round(self.elapsed, 3)
         return d
 
+    def summary(self) -> str:
+        return (f"{self.added} questions added, {self.duplicates} duplicates dropped, "
+                f"{self.failed_requests} failed requests, ${self.cost:.4f}")
+
 
 def _chunks(n: int) -> list[int]:
     """Questions per request for n questions (PER_REQUEST at most each)."""
     return [min(PER_REQUEST, n - i) for i in range(0, n, PER_REQUEST)]
 
 
-def estimate_generate_cost(router: Router, actions: Sequence[Action], catalog: Sequence[Action],
+def estimate_generate_cost(generator: QuestionGenerator, actions: Sequence[Action], catalog: Sequence[Action],
                            per_action: int) -> Estimate:
-    from routelab.providers.openai_provider import QUESTION_TOKENS, generate_messages
+    return generator.estimate(actions, catalog, _chunks(per_action + math.ceil(per_action * OVERASK)))
 
-    rng = random.Random(0)
-    first_round = _chunks(per_action + math.ceil(per_action * OVERASK))
-    requests = len(first_round) * len(actions)
-    tokens_in = sum(count_tokens(generate_messages(a, catalog, k, (), rng)) for a in actions for k in first_round)
-    tokens_out = sum(first_round) * len(actions) * QUESTION_TOKENS
-    return Estimate(requests, router.model, tokens_in, tokens_out,
-                    pricing.chat_cost(router.model, tokens_in, tokens_out), pricing.known(router.model))
+
+def generator_of(source: Router | QuestionGenerator) -> QuestionGenerator:
+    """A generator, or the one of a router's model (BadInput when its backend has no generative model)."""
+    if isinstance(source, QuestionGenerator):
+        return source
+    generator = source.question_generator()
+    if generator is None:
+        raise registry.no_generator(source.provider)
+    return generator
+
+
+def _targets(catalog: list[Action], actions: Sequence[str] | None) -> list[Action]:
+    if not actions:
+        return catalog
+    unknown = sorted(set(actions) - {a.name for a in catalog})
+    if unknown:
+        raise BadInput(f"unknown action(s): {', '.join(unknown)}")
+    return [a for a in catalog if a.name in set(actions)]
 
 
 def generate(
-    store: Store, router: Router, *, per_action: int, actions: Sequence[str] | None = None, concurrency: int = 4,
-    progress: ProgressCallback | None = None, confirm: Callable[[Estimate], bool] | None = None,
-    spend_limit: float = 5.0,
+    store: Store, source: Router | QuestionGenerator, *, per_action: int, actions: Sequence[str] | None = None,
+    concurrency: int = 4, progress: ProgressCallback | None = None,
+    confirm: Callable[[Estimate], bool] | None = None, spend_limit: float = 5.0,
 ) -> GenerateResult:
-    api = getattr(router, "api", None)
-    if api is None or not hasattr(api, "agenerate"):
-        raise BadInput(NEEDS_OPENAI)
+    """Ask for `per_action` new questions for each action (all, or `actions`), as a job (kind "generate")."""
+    generator = generator_of(source)
     if per_action < 1:
         raise BadInput("--per-action must be at least 1")
     if concurrency < 1:
         raise BadInput("--concurrency must be at least 1")
-    catalog = store.actions()
-    if not catalog:
-        raise BadInput("the workspace has no actions yet: routelab actions add NAME --description D")
-    if actions:
-        unknown = sorted(set(actions) - {a.name for a in catalog})
-        if unknown:
-            raise BadInput(f"unknown action(s): {', '.join(unknown)}")
-        targets = [a for a in catalog if a.name in set(actions)]
-    else:
-        targets = catalog
-    estimate = estimate_generate_cost(router, targets, catalog, per_action)
+    catalog = require_actions(store)
+    targets = _targets(catalog, actions)
+    estimate = estimate_generate_cost(generator, targets, catalog, per_action)
     check_spend(estimate, spend_limit, confirm)
     total = per_action * len(targets)
-    job = store.create_job(Job(
-        kind="generate", provider=router.provider, model=router.model, status=JobStatus.RUNNING, progress_total=total,
-        params={"per_action": per_action, "actions": [a.name for a in targets], "pid": os.getpid(),
-                "estimate": round(estimate.cost, 6)},
+    recorder = JobRecorder.create(store, Job(
+        kind="generate", provider=generator.provider, model=generator.model, status=JobStatus.RUNNING,
+        progress_total=total, params={"per_action": per_action, "actions": [a.name for a in targets],
+                                      "estimate": round(estimate.cost, 6)},
     ))
-    result = GenerateResult(model=router.model, job_id=job.id, requested=total, estimate=estimate)
-    tracker = Tracker(total, progress)
+    run = _GenerateRun(store, generator, recorder, GenerateResult(
+        model=generator.model, job_id=recorder.job_id, requested=total, estimate=estimate), Tracker(total, progress),
+        hard_limit=max(spend_limit, estimate.cost) * 1.5)
+    recorder.event(f"generating {per_action} questions for each of {len(targets)} actions with {generator.model}; "
+                   f"estimate ${estimate.cost:.4f}")
+    with recorder.running():
+        run.run(targets, catalog, per_action, concurrency)
+    return run.result
 
-    def event(message: str, level: str = "info") -> None:
-        store.add_job_events([JobEvent(job_id=job.id, level=level, message=message)])
 
-    event(f"generating {per_action} questions for each of {len(targets)} actions with {router.model}; "
-          f"estimate ${estimate.cost:.4f}")
-    status, error = JobStatus.FAILED, None
-    try:
-        asyncio.run(_generate(store, api, targets, catalog, per_action, concurrency, result, tracker, event,
-                              hard_limit=max(spend_limit, estimate.cost) * 1.5))
-        status = JobStatus.SUCCEEDED
-        if result.added < total:
-            error = f"{total - result.added} fewer questions than asked (duplicates or failed requests)"
-    except KeyboardInterrupt:
-        status, error = JobStatus.CANCELLED, "interrupted; questions added so far are saved"
-        raise
-    except BaseException as e:  # noqa: BLE001 - recorded, then re-raised
-        error = str(e) if isinstance(e, RoutelabError) else f"{type(e).__name__}: {e}"
-        raise
-    finally:
-        result.elapsed = tracker.elapsed
-        result.status = str(status)
-        summary = (f"{result.added} questions added, {result.duplicates} duplicates dropped, "
-                   f"{result.failed_requests} failed requests, ${result.cost:.4f}")
+class _GenerateRun:
+    def __init__(self, store: Store, generator: QuestionGenerator, recorder: JobRecorder, result: GenerateResult,
+                 tracker: Tracker, hard_limit: float):
+        self.store = store
+        self.generator = generator
+        self.recorder = recorder
+        self.result = result
+        self.tracker = tracker
+        self.hard_limit = hard_limit
+
+    def run(self, targets: Sequence[Action], catalog: Sequence[Action], per_action: int, concurrency: int) -> None:
+        result = self.result
+        status, error = JobStatus.FAILED, None
         try:
-            store.update_job(job.id, status=status, error=error, progress_done=result.added,
-                             cost=round(result.cost, 6),
-                             result={k: v for k, v in result.as_dict().items() if k not in ("errors", "estimate")})
-            event(summary if status == JobStatus.SUCCEEDED and not error else f"{status}: {error}; {summary}",
-                  level="info" if status == JobStatus.SUCCEEDED and not error else "warn")
-        except Exception:
+            asyncio.run(self._generate(targets, catalog, per_action, concurrency))
+            status = JobStatus.SUCCEEDED
+            if result.added < result.requested:
+                error = f"{result.requested - result.added} fewer questions than asked (duplicates or failed requests)"
+        except KeyboardInterrupt:
+            status, error = JobStatus.CANCELLED, "interrupted; questions added so far are saved"
+            raise
+        except BaseException as e:  # noqa: BLE001 - recorded, then re-raised
+            error = str(e) if isinstance(e, RoutelabError) else f"{type(e).__name__}: {e}"
+            raise
+        finally:
+            self._finish(status, error)
+
+    def _finish(self, status: JobStatus, error: str | None) -> None:
+        result = self.result
+        result.elapsed = self.tracker.elapsed
+        result.status = str(status)
+        clean = status == JobStatus.SUCCEEDED and not error
+        try:
+            self.recorder.finish(status, error=error, progress_done=result.added, cost=round(result.cost, 6),
+                                 result={k: v for k, v in result.as_dict().items() if k not in ("errors", "estimate")})
+            self.recorder.event(result.summary() if clean else f"{status}: {error}; {result.summary()}",
+                                level="info" if clean else "warn")
+        except Exception:  # never hide the original error behind a book-keeping one
             pass
-        tracker.report(summary)
-    return result
+        self.tracker.report(result.summary())
 
+    async def _generate(self, targets: Sequence[Action], catalog: Sequence[Action], per_action: int,
+                        concurrency: int) -> None:
+        sem = asyncio.Semaphore(concurrency)
+        try:
+            await run_tasks(self._one_action(a, catalog, per_action, sem) for a in targets)
+        finally:
+            await self.generator.aclose()
 
-async def _generate(store: Store, api, targets: Sequence[Action], catalog: Sequence[Action], per_action: int,
-                    concurrency: int, result: GenerateResult, tracker: Tracker, event, hard_limit: float) -> None:
-    from routelab.providers.openai_provider import RequestFailed
-
-    sem = asyncio.Semaphore(concurrency)
-
-    async def ask(action: Action, n: int, avoid: list[str]):
+    async def _ask(self, action: Action, catalog: Sequence[Action], n: int, avoid: list[str],
+                   sem: asyncio.Semaphore) -> Generated | None:
+        result = self.result
         async with sem:
             try:
-                g = await api.agenerate(action, catalog, n, avoid)
+                g = await self.generator.agenerate(action, catalog, n, avoid)
             except RequestFailed as e:
                 result.failed_requests += 1
-                if len(result.errors) < 20:
+                if len(result.errors) < MAX_ERRORS_KEPT:
                     result.errors.append(f"{action.name}: {e}")
-                    event(f"{action.name}: {e}", level="warn")
+                    self.recorder.event(f"{action.name}: {e}", level="warn")
                 return None
-            result.tokens_in += g.tokens_in
-            result.tokens_out += g.tokens_out
-            result.cost += g.cost
-            tracker.cost = result.cost
-            if result.cost > hard_limit:
-                raise RoutelabError(f"stopped: spent ${result.cost:.2f}, well past the estimate; "
-                                    "questions added so far are saved")
-            return g
+        result.tokens_in += g.tokens_in
+        result.tokens_out += g.tokens_out
+        result.cost += g.cost
+        self.tracker.cost = result.cost
+        if result.cost > self.hard_limit:
+            raise RoutelabError(f"stopped: spent ${result.cost:.2f}, well past the estimate; "
+                                "questions added so far are saved")
+        return g
 
-    async def one_action(action: Action) -> None:
+    async def _one_action(self, action: Action, catalog: Sequence[Action], per_action: int,
+                          sem: asyncio.Semaphore) -> None:
         added, seen = 0, []
         for _ in range(MAX_ROUNDS):
             need = per_action - added
             if need <= 0:
                 break
             ask_for = need + math.ceil(need * OVERASK)  # some come back as duplicates
-            answers = await asyncio.gather(*(ask(action, k, list(seen)) for k in _chunks(ask_for)))
-            candidates: list[NewExample] = []
-            for g in answers:
-                for q in (g.questions if g else []):
-                    try:
-                        candidates.append(NewExample(text=q, source="synthetic"))
-                    except ValidationError:
-                        continue
-                    seen.append(candidates[-1].text)
-            existing = store.existing_hashes(c.hash for c in candidates)
-            fresh: dict[str, NewExample] = {}
-            for c in candidates:
-                if c.hash not in existing:
-                    fresh.setdefault(c.hash, c)
-            result.duplicates += len(candidates) - len(fresh)
+            answers = await asyncio.gather(*(self._ask(action, catalog, k, list(seen), sem) for k in _chunks(ask_for)))
+            fresh = self._fresh(answers, seen)
             if fresh:
-                imported = store.add_examples(list(fresh.values())[:need])
+                imported = self.store.add_examples(fresh[:need])
                 added += imported.added
-                result.added += imported.added
-                tracker.done = result.added
-                tracker.report(action.name)
+                self.result.added += imported.added
+                self.tracker.done = self.result.added
+                self.tracker.report(action.name)
             elif all(g is None for g in answers):
                 break  # the endpoint is failing for this action; do not hammer it
-        result.by_action[action.name] = added
+        self.result.by_action[action.name] = added
 
-    try:
-        async with asyncio.TaskGroup() as tg:
-            for action in targets:
-                tg.create_task(one_action(action))
-    except BaseExceptionGroup as eg:
-        from routelab.services.labeling import _first
-
-        raise _first(eg) from None
-    finally:
-        await api.aclose()
+    def _fresh(self, answers: Sequence[Generated | None], seen: list[str]) -> list[NewExample]:
+        """New questions of a round: valid, not in the workspace, each once (`seen` grows with all of them)."""
+        candidates: list[NewExample] = []
+        for g in answers:
+            for q in (g.questions if g else []):
+                try:
+                    candidates.append(NewExample(text=q, source="synthetic"))
+                except ValidationError:
+                    continue
+                seen.append(candidates[-1].text)
+        existing = self.store.existing_hashes(c.hash for c in candidates)
+        fresh: dict[str, NewExample] = {}
+        for c in candidates:
+            if c.hash not in existing:
+                fresh.setdefault(c.hash, c)
+        self.result.duplicates += len(candidates) - len(fresh)
+        return list(fresh.values())

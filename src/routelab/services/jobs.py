@@ -1,9 +1,9 @@
 """Following jobs: poll until a terminal state, store each event once, resume after a restart.
 
 Everything a job does is in the store (status, progress, result, events), so any view can
-follow any job. `JobService.poll(job)` makes one round trip to whoever runs it (the OpenAI
-API for remote fine-tunes; for local jobs it only notices a run whose process is gone), and
-`follow` repeats that until the job ends, handing each new stored event to a callback.
+follow any job. `JobService.poll(job)` makes one round trip to whoever runs it (the provider,
+for a fine-tune it submitted; for a job run by a process, it only notices one that is gone),
+and `follow` repeats that until the job ends, handing each new stored event to a callback.
 A new JobService over the same workspace picks up where the last one stopped: events
 already stored are recognised by their remote id and never stored twice.
 """
@@ -17,6 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from routelab.domain import BadInput, Job, JobEvent, JobStatus, RoutelabError
+from routelab.providers import registry
+from routelab.providers.base import TRAIN, ProviderError, Trainer
+from routelab.services.jobrun import JobRecorder, runner_alive
 from routelab.store import Store
 
 POLL_SECONDS = 5.0  # remote fine-tunes change slowly; the UI polls its own store faster
@@ -77,21 +80,32 @@ def metrics_series(events: list[JobEvent]) -> dict[str, list[tuple[int, float]]]
 
 
 class JobService:
-    def __init__(self, store: Store, settings=None, *, trainers: dict[str, Any] | None = None):
+    def __init__(self, store: Store, settings=None, *, trainers: dict[str, Trainer] | None = None):
         if settings is None:
             from routelab.config import settings as load
 
             settings = load()
         self.store = store
         self.settings = settings
-        self._trainers: dict[str, Any] = dict(trainers or {})
+        self._trainers: dict[str, Trainer] = dict(trainers or {})
 
-    def trainer(self, provider: str):
-        if provider not in self._trainers:
-            from routelab.services.finetune import trainer_for
-
-            self._trainers[provider] = trainer_for(provider, self.settings)
+    def trainer(self, provider: str) -> Trainer:
+        if provider not in self._trainers:  # a remote trainer asks for its key when it first calls out
+            self._trainers[provider] = registry.get(provider).trainer(self.settings)
         return self._trainers[provider]
+
+    def _trained_by(self, job: Job) -> Trainer | None:
+        """The trainer of a fine-tune job, when its backend is installed here."""
+        if job.kind != "finetune" or job.provider not in registry.names(TRAIN):
+            return None
+        return self.trainer(job.provider)
+
+    def runs_here(self, job: Job) -> bool:
+        """Is this job run by a process (not at a provider)? Then polling it needs no network."""
+        if job.kind != "finetune":
+            return True
+        trainer = self._trained_by(job)
+        return trainer is None or trainer.runs_here or not job.remote_id
 
     def get(self, job_id: int | str) -> Job:
         job = None
@@ -110,19 +124,34 @@ class JobService:
         """One update of a job from whoever runs it. Jobs this module knows nothing about are returned as they are."""
         if job.status.terminal:
             return job
-        if job.kind == "finetune":
-            from routelab.services.finetune import providers
+        trainer = self._trained_by(job)
+        if trainer is None:
+            return job
+        if trainer.runs_here or not job.remote_id:
+            return self._check_runner(job, trainer)
+        trainer.poll(job, JobRecorder(self.store, job))
+        return self.store.job(job.id) or job
 
-            if job.provider in providers():
-                return self.trainer(job.provider).poll(self.store, job)
-        return job
+    def _check_runner(self, job: Job, trainer: Trainer) -> Job:
+        """A job run (or being submitted) by a process: leave it while that process runs it, else say so."""
+        if job.status == JobStatus.QUEUED and (trainer.runs_here or runner_alive(job)):
+            return job  # not started yet, or being submitted right now (uploads, job creation)
+        if trainer.runs_here and runner_alive(job):
+            return job
+        if trainer.runs_here:
+            msg = "interrupted: the process running this training exited; start it again"
+        else:
+            msg = job.error or "interrupted before the job was created at the provider; start it again"
+        return JobRecorder(self.store, job).fail(msg)
 
     def cancel(self, job_id: int | str) -> Job:
         job = self.get(job_id)
         if job.status.terminal:
             raise BadInput(f"job {job.id} has already {job.status.value}")
-        if job.kind == "finetune":
-            return self.trainer(job.provider).cancel(self.store, job)
+        trainer = self._trained_by(job)
+        if trainer is not None:
+            trainer.cancel(job, JobRecorder(self.store, job))
+            return self.store.job(job.id) or job
         # label/eval/... jobs check their own status between steps
         self.store.add_job_events([JobEvent(job_id=job.id, level="warn", message="Cancellation requested")])
         return self.store.update_job(job.id, status=JobStatus.CANCELLED)
@@ -160,10 +189,8 @@ class JobService:
             try:
                 job = self.poll(job)
                 failures = 0
-            except RoutelabError as e:
-                status = getattr(e, "status", None)
-                passing = status is None or status in (408, 409, 429) or status >= 500
-                if getattr(e, "code", None) == "insufficient_quota" or not passing or not hasattr(e, "status"):
+            except ProviderError as e:
+                if not e.transient:
                     raise
                 failures += 1
                 if failures >= max_failures:
@@ -180,6 +207,6 @@ class JobService:
                 on_update(job)
             if job.status.terminal or should_stop():
                 return job
-            # local jobs run in another thread or process: look again soon
-            sleep(min(interval, 0.5) if job.provider == "local" else interval)
+            # a job run by a process (another thread, another process) changes fast: look again soon
+            sleep(min(interval, 0.5) if self.runs_here(job) else interval)
             job = self.store.job(job.id) or job

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from routelab.domain import SPLITS, Action, BadInput, ExampleRow, NewExample, RowChunk
+from routelab.providers.prompts import chat_record
 
 FORMATS = ("csv", "json", "jsonl")
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: no routed question is longer; a longer line is a broken file
@@ -264,28 +265,12 @@ def _record(path: Path, where: str, obj: Any) -> dict[str, Any]:
 
 def _chat_record(path: Path, where: str, messages: Any) -> dict[str, Any]:
     """OpenAI chat JSONL: the last user message is the question, the assistant's {"action"} its label."""
-    if not isinstance(messages, list) or not messages:
-        raise FileError(path, where, 'field "messages": expected a non-empty list')
-    for j, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in (
-            "system", "user", "assistant", "tool", "function"
-        ):
-            raise FileError(path, where, f'field "messages[{j}]": expected {{"role", "content"}}')
-    last_user = max((j for j, m in enumerate(messages) if m["role"] == "user"), default=None)
-    if last_user is None:
-        raise FileError(path, where, 'field "messages": no user message')
-    record: dict[str, Any] = {
-        "text": messages[last_user]["content"],
-        "conversation": [m for m in messages[:last_user] if m["role"] in ("user", "assistant")],
-        "_text_field": f"messages[{last_user}].content",
-    }
-    answers = [m for m in messages[last_user + 1:] if m["role"] == "assistant"]
-    if answers:
-        content = answers[-1]["content"]
-        try:
-            label = json.loads(content)["action"]
-        except (json.JSONDecodeError, TypeError, KeyError):
-            raise FileError(path, where, 'field "messages": the assistant answer is not {"action": ...}') from None
+    try:
+        text, conversation, label, index = chat_record(messages)
+    except ValueError as e:
+        raise FileError(path, where, str(e)) from None
+    record: dict[str, Any] = {"text": text, "conversation": conversation, "_text_field": f"messages[{index}].content"}
+    if label is not None:
         record["label"] = label
         record["_label_field"] = "action"
     return record

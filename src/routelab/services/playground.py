@@ -134,14 +134,11 @@ class Playground:
                 self._routers.pop(model, None)
 
     def warm(self, models: Sequence[str]) -> dict[str, str]:
-        """Load routers (local ones also load their embeddings); returns model -> error."""
+        """Load routers and what they route with (a model, an SDK); returns model -> error."""
         errors: dict[str, str] = {}
-        probe = _example("hello", None)
         for model in models:
             try:
-                router = self.router(model)
-                if getattr(router, "provider", "") == "local":
-                    router.route_batch([probe], self.store.actions())
+                self.router(model).prepare()
             except RoutelabError as e:
                 errors[model] = str(e)
             except Exception as e:  # a broken model must not stop the others loading
@@ -176,8 +173,8 @@ class Playground:
             )
 
         models = list(dict.fromkeys(models))
-        # local routers share one embedding model (behind a lock): run them one after the other so
-        # each latency is its own; remote ones wait on the network, so they go in parallel
+        # in-process routers share one embedding model (behind a lock): run them one after the other
+        # so each latency is its own; remote ones wait on the network, so they go in parallel
         remote = [m for m in models if self._is_remote(m)]
         by_model: dict[str, RouteResult] = {m: one(m) for m in models if m not in remote}
         if remote:
@@ -187,7 +184,7 @@ class Playground:
 
     def _is_remote(self, model: str) -> bool:
         try:
-            return getattr(self.router(model), "provider", "local") != "local"
+            return self.router(model).remote
         except Exception:  # reported by the route itself
             return False
 
@@ -199,7 +196,7 @@ class Playground:
         if example_id is None:  # pragma: no cover - add_examples either added it or found it
             raise RoutelabError("could not save the question")
         proposals = [
-            Proposal(example_id=example_id, model=r.model, prompt_version=getattr(self._routers.get(r.model), "prompt_version", "v1"),
+            Proposal(example_id=example_id, model=r.model, prompt_version=self.router(r.model).prompt_version,
                      action=r.action, valid=r.valid, confidence=r.confidence, raw=r.raw, tokens_in=r.tokens_in,
                      tokens_out=r.tokens_out, cost=r.cost, latency_ms=r.latency_ms)
             for r in attempt.results if r.error is None

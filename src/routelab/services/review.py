@@ -26,7 +26,7 @@ def preferred_teacher(store: Store) -> str | None:
         return name
     try:
         from routelab.config import settings
-        from routelab.providers import default_teacher
+        from routelab.providers.registry import default_teacher
 
         return default_teacher(settings())
     except Exception:  # a malformed environment must not stop review

@@ -17,7 +17,8 @@ labels can still be proposed.
 Examples in the `test` split are never trained on: they are the held-out check.
 
 `LocalModelRouter` routes with a trained local model (the artifact of a local
-fine-tune, `LinearRouter.to_bytes()`).
+fine-tune, `LinearRouter.to_bytes()`). The zero-shot baseline (`ZERO_SHOT`) is a teacher
+that never trains: embedding similarity to the action names and descriptions.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ MIN_LABELS_PER_ACTION = 5
 MIN_LABELS = 20
 COVERAGE = 0.8
 PROMPT_VERSION = "v1"
+LOCAL_TEACHER = "local"
+ZERO_SHOT = "local-zero-shot"  # the embedded zero-shot baseline: never trained, always runnable
 
 
 def _routes(model, examples: Sequence[Example], mode: str) -> list[Route]:
@@ -40,7 +43,7 @@ def _routes(model, examples: Sequence[Example], mode: str) -> list[Route]:
 
     import numpy as np
 
-    from routelab.providers.local_model import embed_examples
+    from routelab.providers.local.model import embed_examples
 
     if not examples:
         return []
@@ -58,13 +61,14 @@ def _routes(model, examples: Sequence[Example], mode: str) -> list[Route]:
 
 class LocalTeacher(Router):
     provider = "local"
-    model = "local"
     prompt_version = PROMPT_VERSION
 
-    def __init__(self, actions: Sequence[Action], labelled: Sequence[Example] = (), store=None):
+    def __init__(self, actions: Sequence[Action], labelled: Sequence[Example] = (), store=None, *,
+                 model: str = LOCAL_TEACHER):
         """`labelled`: reviewed examples (with a label) to learn from; test-split ones are dropped.
         With a `store`, the fitted model is cached in its `models` table (kind "teacher"),
         keyed by a fingerprint of the training set, so it is fitted once per set of labels."""
+        self.model = model
         self.actions = list(actions)
         self.store = store
         names = {a.name for a in self.actions}
@@ -96,7 +100,7 @@ class LocalTeacher(Router):
 
     def _router(self):
         if self._model is None:
-            from routelab.providers.local_model import LinearRouter, action_text, embed, embed_examples
+            from routelab.providers.local.model import LinearRouter, action_text, embed, embed_examples
 
             if not self.actions:
                 from routelab.domain import BadInput
@@ -118,6 +122,13 @@ class LocalTeacher(Router):
     def route_batch(self, examples: Sequence[Example], actions: Sequence[Action] | None = None) -> list[Route]:
         return _routes(self._router(), examples, "trained" if self.trained else "zero-shot")
 
+    def prepare(self) -> None:
+        """Fit (or load) the model and the embeddings now: the first route is then as fast as the rest."""
+        from routelab.providers.local.model import embed
+
+        self._router()
+        embed(["hello"])
+
     def fingerprint(self) -> str:
         """What the trained model depends on: the catalog and every (example, label) it learns from."""
         import hashlib
@@ -132,7 +143,7 @@ class LocalTeacher(Router):
     def _cached(self):
         if self.store is None:
             return None
-        from routelab.providers.local_model import LinearRouter
+        from routelab.providers.local.model import LinearRouter
 
         cached = self.store.trained_model(self.model)
         if cached is None or cached.kind != "teacher" or cached.params.get("fingerprint") != self.fingerprint():
@@ -157,10 +168,15 @@ class LocalModelRouter(Router):
     prompt_version = PROMPT_VERSION
 
     def __init__(self, model_id: str, artifact: bytes):
-        from routelab.providers.local_model import LinearRouter
+        from routelab.providers.local.model import LinearRouter
 
         self.model = model_id
         self._model = LinearRouter.from_bytes(artifact)
 
     def route_batch(self, examples: Sequence[Example], actions: Sequence[Action] | None = None) -> list[Route]:
         return _routes(self._model, examples, "model")
+
+    def prepare(self) -> None:
+        from routelab.providers.local.model import embed
+
+        embed(["hello"])

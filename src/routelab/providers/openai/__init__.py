@@ -1,0 +1,13 @@
+"""The OpenAI backend: any OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, llama.cpp
+server) through the official SDK, as one stack.
+
+- client.py: the endpoint (key, base URL, timeout), tenacity retries on a client built with
+  max_retries=0, the one error mapping (errors.py), call statistics;
+- prompts.py / answers.py: the teacher's and the generator's prompts, and reading the answers;
+- router.py, generator.py: routing and question writing; batch.py: the Batch API;
+- finetune_api.py / trainer.py: fine-tuning files, jobs and events, and the Trainer over them;
+- tokens.py: prompt tokens counted offline (o200k_base);
+- backend.py: what the registry loads (the `openai` entry point).
+
+Nothing here imports the SDK at import time: the TUI paints first.
+"""
