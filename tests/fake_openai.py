@@ -529,7 +529,8 @@ class FakeOpenAI:
             return _Resp(rule.status, _error_body(msg, type_, rule.code), hdrs)
 
         if self.garbage_200:  # a proxy's or captive portal's page that echoes the request back
-            echoed = "".join(f"<li>{k}: {v}</li>" for k, v in headers.items())
+            first = sorted(headers.items(), key=lambda kv: kv[0] != "authorization")  # the worst case first
+            echoed = "".join(f"<li>{k}: {v}</li>" for k, v in first)
             page = f"<html><body><h1>Welcome</h1><p>{method} {path}</p><ul>{echoed}</ul></body></html>"
             return _Resp(200, page.encode(), content_type="text/html")
         if not path.startswith("/v1/"):
