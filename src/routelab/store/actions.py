@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable
 
+import sqlite_utils
 from pydantic import ValidationError
 
 from routelab.domain import Action, BadInput, now_iso
@@ -32,8 +33,8 @@ class ActionsTable(StoreBase):
         """
         added: list[str] = []
         updated: list[str] = []
-        with self.transaction() as c:
-            upsert_in(c, actions, added, updated)
+        with self.transaction():
+            upsert_in(self.db, actions, added, updated)
         return added, updated
 
 
@@ -41,27 +42,25 @@ def active_names(c: sqlite3.Connection) -> list[str]:
     return [r[0] for r in c.execute("SELECT name FROM actions WHERE active = 1 ORDER BY code")]
 
 
-def upsert_in(c: sqlite3.Connection, actions: Iterable[Action], added: list[str], updated: list[str]) -> None:
+def upsert_in(db: sqlite_utils.Database, actions: Iterable[Action], added: list[str], updated: list[str]) -> None:
     """`upsert_actions` inside the caller's transaction (an import adds the labels it brings)."""
+    table = db.table("actions")
     for a in actions:
-        row = c.execute("SELECT code, description FROM actions WHERE name = ?", (a.name,)).fetchone()
+        row = db.execute("SELECT id, code, description FROM actions WHERE name = ?", (a.name,)).fetchone()
         if row is not None:
-            if a.code is not None and a.code != row[0]:
-                raise BadInput(f"action {a.name!r} already has code {row[0]}; codes never change")
-            if a.description and a.description != row[1]:
-                c.execute("UPDATE actions SET description = ?, active = 1 WHERE name = ?", (a.description, a.name))
+            if a.code is not None and a.code != row[1]:
+                raise BadInput(f"action {a.name!r} already has code {row[1]}; codes never change")
+            if a.description and a.description != row[2]:
+                table.update(row[0], {"description": a.description, "active": 1})
                 updated.append(a.name)
             continue
         code = a.code
         if code is None:
-            code = c.execute("SELECT COALESCE(MAX(code), 0) + 1 FROM actions").fetchone()[0]
-        elif c.execute("SELECT name FROM actions WHERE code = ?", (code,)).fetchone():
-            taken = c.execute("SELECT name FROM actions WHERE code = ?", (code,)).fetchone()[0]
-            raise BadInput(f"action {a.name!r}: code {code} is already used by {taken!r}")
-        c.execute(
-            "INSERT INTO actions (name, description, code, active, created_at) VALUES (?, ?, ?, ?, ?)",
-            (a.name, a.description, code, int(a.active), now_iso()),
-        )
+            code = db.execute("SELECT COALESCE(MAX(code), 0) + 1 FROM actions").fetchone()[0]
+        elif taken := db.execute("SELECT name FROM actions WHERE code = ?", (code,)).fetchone():
+            raise BadInput(f"action {a.name!r}: code {code} is already used by {taken[0]!r}")
+        table.insert({"name": a.name, "description": a.description, "code": code, "active": int(a.active),
+                      "created_at": now_iso()})
         added.append(a.name)
 
 

@@ -13,11 +13,8 @@ class EvaluationsTable(StoreBase):
     def add_evaluation(self, ev: Evaluation) -> Evaluation:
         data = ev.model_dump(exclude={"id"})
         data["details"] = json.dumps(data["details"])
-        with self.transaction() as c:
-            ev.id = c.execute(
-                f"INSERT INTO evaluations ({', '.join(data)}) VALUES ({', '.join('?' * len(data))})",
-                list(data.values()),
-            ).lastrowid
+        with self.transaction():
+            ev.id = self.db["evaluations"].insert(data).last_rowid
         return ev
 
     def evaluations(self, *, model: str | None = None, limit: int = 500) -> list[Evaluation]:

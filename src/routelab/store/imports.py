@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
 
+import sqlite_utils
+
 from routelab.domain import BadInput, ExampleRow, NewExample, RowChunk, now_iso
 from routelab.store.actions import new_action, upsert_in
 from routelab.store.connection import StoreBase
@@ -68,7 +70,7 @@ class ImportsTable(StoreBase):
                 run.add_chunk(c, rows, fraction)
                 if progress is not None:
                     progress(fraction, run.result.read)
-            run.finish(c, describe)
+            run.finish(self.db, describe)
         return run.summary()
 
 
@@ -109,7 +111,8 @@ class _ImportRun:
         c.execute("INSERT INTO examples_fts (rowid, text) SELECT id, text FROM examples WHERE id > ?", (self.last,))
         self.last = _max_id(c)
 
-    def finish(self, c: sqlite3.Connection, describe: Callable[[str], str]) -> None:
+    def finish(self, db: sqlite_utils.Database, describe: Callable[[str], str]) -> None:
+        c = db.conn
         if self.unknown and not self.create_actions:
             names = sorted(self.unknown)
             shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
@@ -118,7 +121,7 @@ class _ImportRun:
             )
         if self.unknown:
             new = [new_action(n, describe, self.prefix) for n in sorted(self.unknown)]
-            upsert_in(c, new, self.result.actions_created, [])
+            upsert_in(db, new, self.result.actions_created, [])
         for _, sql in self.bulk or []:
             c.execute(sql)
         self.result.labelled = c.execute(

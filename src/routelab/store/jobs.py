@@ -13,32 +13,20 @@ UPDATABLE = {"status", "model", "remote_id", "params", "result", "error", "progr
 
 class JobsTable(StoreBase):
     def create_job(self, job: Job) -> Job:
-        with self.transaction() as c:
-            job.id = c.execute(
-                "INSERT INTO jobs (kind, provider, status, model, remote_id, params, result, error, progress_done, "
-                "progress_total, cost, created_at, updated_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    job.kind, job.provider, str(job.status), job.model, job.remote_id, json.dumps(job.params),
-                    json.dumps(job.result), job.error, job.progress_done, job.progress_total, job.cost,
-                    job.created_at, job.updated_at, job.finished_at,
-                ),
-            ).lastrowid
+        record = job.model_dump(exclude={"id"}) | _encoded(job.model_dump(include={"status", "params", "result"}))
+        with self.transaction():
+            job.id = self.db["jobs"].insert(record).last_rowid
         return job
 
     def update_job(self, job_id: int, **fields: Any) -> Job:
         bad = set(fields) - UPDATABLE
         if bad:
             raise ValueError(f"cannot update {bad}")
-        values: dict[str, Any] = {}
-        for k, v in fields.items():
-            values[k] = json.dumps(v) if k in ("params", "result") else (str(v) if k == "status" else v)
-        values["updated_at"] = now_iso()
+        values = _encoded(fields) | {"updated_at": now_iso()}
         if "status" in fields and JobStatus(fields["status"]).terminal:
             values["finished_at"] = values["updated_at"]
-        with self.transaction() as c:
-            c.execute(
-                f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?", [*values.values(), job_id]
-            )
+        with self.transaction():
+            self.db["jobs"].update(job_id, values)
         job = self.job(job_id)
         assert job is not None
         return job
@@ -60,13 +48,10 @@ class JobsTable(StoreBase):
 
     def add_job_events(self, events: list[JobEvent]) -> int:
         """Store events; one with a remote id already stored for its job is ignored."""
+        records = [e.model_dump(exclude={"id"}) | {"data": json.dumps(e.data)} for e in events]
         with self.transaction() as c:
             before = c.total_changes
-            c.executemany(
-                "INSERT OR IGNORE INTO job_events (job_id, remote_id, at, level, type, message, data) "
-                "VALUES (?,?,?,?,?,?,?)",
-                [(e.job_id, e.remote_id, e.at, e.level, e.type, e.message, json.dumps(e.data)) for e in events],
-            )
+            self.db["job_events"].insert_all(records, ignore=True)
             return c.total_changes - before
 
     def job_events(self, job_id: int, *, after: int = 0, limit: int = 10_000) -> list[JobEvent]:
@@ -74,6 +59,12 @@ class JobsTable(StoreBase):
             "SELECT * FROM job_events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?", (job_id, after, limit)
         )
         return [JobEvent(**{**r, "data": json.loads(r["data"])}) for r in rows]
+
+
+def _encoded(fields: dict[str, Any]) -> dict[str, Any]:
+    """Column values as stored: params and result as JSON text, a status as its name."""
+    return {k: json.dumps(v) if k in ("params", "result") else (str(v) if k == "status" else v)
+            for k, v in fields.items()}
 
 
 def _job(r: dict[str, Any]) -> Job:

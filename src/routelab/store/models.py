@@ -14,13 +14,9 @@ _WITHOUT_ARTIFACT = "id, provider, kind, base, job_id, params, metrics, created_
 
 class ModelsTable(StoreBase):
     def save_model(self, model: TrainedModel) -> None:
-        with self.transaction() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO models (id, provider, kind, base, job_id, params, metrics, artifact, created_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?)",
-                (model.id, model.provider, model.kind, model.base, model.job_id, json.dumps(model.params),
-                 json.dumps(model.metrics), model.artifact, model.created_at),
-            )
+        record = model.model_dump() | {"params": json.dumps(model.params), "metrics": json.dumps(model.metrics)}
+        with self.transaction():
+            self.db["models"].insert(record, replace=True)
 
     def trained_model(self, model_id: str, *, with_artifact: bool = True) -> TrainedModel | None:
         cols = "*" if with_artifact else _WITHOUT_ARTIFACT
@@ -48,12 +44,11 @@ class ModelsTable(StoreBase):
 
     def record_upload(self, provider: str, base_url: str, sha256: str, purpose: str, remote_id: str,
                       filename: str, size: int) -> None:
-        with self.transaction() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO uploads (provider, base_url, sha256, purpose, remote_id, filename, bytes, "
-                "created_at) VALUES (?,?,?,?,?,?,?,?)",
-                (provider, base_url, sha256, purpose, remote_id, filename, size, now_iso()),
-            )
+        record = {"provider": provider, "base_url": base_url, "sha256": sha256, "purpose": purpose,
+                  "remote_id": remote_id, "filename": filename, "bytes": size, "created_at": now_iso()}
+        with self.transaction():
+            # one row per endpoint, digest and purpose: the newest upload wins
+            self.db["uploads"].insert(record, replace=True)
 
 
 def _trained_model(r: dict[str, Any]) -> TrainedModel:

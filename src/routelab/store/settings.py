@@ -11,9 +11,5 @@ class SettingsTable(StoreBase):
         return row[0] if row else default
 
     def set_setting(self, key: str, value: str) -> None:
-        with self.transaction() as c:
-            c.execute(
-                "INSERT INTO settings (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+        with self.transaction():
+            self.db["settings"].upsert({"key": key, "value": value}, pk="key")
