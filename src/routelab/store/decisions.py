@@ -5,11 +5,13 @@ same transaction as each decision."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from typing import Any
 
-from routelab.domain import BadInput, Decision, DecisionKind, Status
+from routelab.domain import BadInput, Decision, DecisionKind, ExampleFilter, Status
 from routelab.store.actions import active_names
 from routelab.store.connection import StoreBase
+from routelab.store.filters import filter_sql
 
 NEEDS_ACTION = (DecisionKind.ACCEPT, DecisionKind.OVERRIDE, DecisionKind.IMPORT)
 
@@ -78,6 +80,37 @@ class DecisionsTable(StoreBase):
             sql += " AND at >= ?"
             args.append(since)
         return self.conn.execute(sql, args).fetchone()[0]
+
+    def count_bulk_accept(self, flt: ExampleFilter, model: str, min_confidence: float | None = None) -> int:
+        """How many unreviewed questions of the filter a bulk accept of `model`'s proposals would label."""
+        sql, args = _bulk_where(flt, model, min_confidence)
+        return self.conn.execute(f"SELECT COUNT(DISTINCT e.id) {sql}", args).fetchone()[0]
+
+    def bulk_accept_candidates(
+        self, flt: ExampleFilter, model: str, min_confidence: float | None = None, *, after: int = 0,
+        limit: int = 2_000,
+    ) -> list[tuple[int, str]]:
+        """The next `limit` (example id, proposed action) pairs a bulk accept would label, in id order
+        after `after`: a caller accepts them in chunks and resumes after the last id."""
+        sql, args = _bulk_where(flt, model, min_confidence)
+        return self.conn.execute(
+            f"SELECT e.id, p.action {sql} AND e.id > ? GROUP BY e.id ORDER BY e.id LIMIT ?", [*args, after, limit]
+        ).fetchall()
+
+
+def _bulk_where(flt: ExampleFilter, model: str, min_confidence: float | None) -> tuple[str, list[Any]]:
+    # Bulk accept never overrides a human: only questions still unreviewed are touched,
+    # and only with a valid proposal naming an active action.
+    where, args = filter_sql(replace(flt, status=Status.UNREVIEWED))
+    sql = (
+        f"FROM examples e JOIN proposals p ON p.example_id = e.id WHERE {where} "
+        "AND p.model = ? AND p.valid = 1 AND p.action IN (SELECT name FROM actions WHERE active = 1)"
+    )
+    args = [*args, model]
+    if min_confidence is not None:
+        sql += " AND p.confidence >= ?"
+        args.append(min_confidence)
+    return sql, args
 
 
 def _refresh(c: sqlite3.Connection, example_id: int) -> None:
