@@ -16,7 +16,7 @@ from itertools import chain
 import sqlite_utils
 
 from routelab.domain import BadInput, ExampleRow, NewExample, RowChunk, now_iso
-from routelab.store.actions import new_action, upsert_in
+from routelab.store.actions import active_names, new_action, upsert_in
 from routelab.store.connection import StoreBase
 
 BULK_ROWS = 20_000  # an import at least this big (and bigger than the table) rebuilds indexes
@@ -63,7 +63,7 @@ class ImportsTable(StoreBase):
         updating them row by row. `progress(fraction, rows)` follows each chunk; `origin`
         (the file) begins the message of a label error.
         """
-        run = _ImportRun(set(self.action_names()), create_actions, f"{origin}: " if origin else "")
+        run = _ImportRun(set(active_names(self.conn)), create_actions, f"{origin}: " if origin else "")
         with self.transaction() as c:
             run.begin(c)
             for rows, fraction in chunks:

@@ -2,11 +2,11 @@
 
 Each table's queries live in their own module as a mixin over `StoreBase` (one
 connection, one lock, one `transaction()`), and `Store` is their union. Mixins rather
-than composed table objects because every table must write through the same
-connection and transaction (an import adds actions and decisions in its one
-transaction), and because callers (services, the TUI, tests, bench/) call
-`store.page(...)`, `store.decide(...)` directly: composition would mean a forwarding
-method, and a second copy of every signature, for each of the sixty-odd methods.
+than composed table objects: the tables share one connection, lock and transaction
+anyway (an import writes examples, actions and decisions in one), and callers
+(services, the TUI, tests, bench/) call `store.page(...)`, `store.decide(...)`
+directly, so composition would add a forwarding method, a second copy of a signature
+to keep in step, for each of some fifty methods.
 Where one table needs another's queries it calls a module function over the
 connection (e.g. `actions.active_names(conn)`), never a sibling mixin's method, so no
 mixin depends on the order of the bases.
