@@ -161,3 +161,30 @@ def test_conflict_filter_finds_labels_a_model_disagrees_with(store):
     ])
     assert [e.id for e in store.page(ExampleFilter(conflict=True))] == [b.id]
     assert store.count(ExampleFilter(conflict=True, model="other")) == 0
+
+
+def test_bulk_accept_queries_touch_only_unreviewed_valid_confident_proposals(store):
+    add(store, "q one", "q two", "q three", "q four")
+    a, b, c, d = store.page()
+    store.add_proposals([
+        Proposal(example_id=a.id, model="m", action="get_policy", confidence=0.95),
+        Proposal(example_id=b.id, model="m", action="escalate", confidence=0.5),
+        Proposal(example_id=c.id, model="m", action=None, valid=False, confidence=0.99),
+        Proposal(example_id=d.id, model="m", action="get_payslip", confidence=0.97),
+    ])
+    store.decide(d.id, "override", "escalate")  # a human label is never bulk accepted
+    assert store.count_bulk_accept(ExampleFilter(), "m") == 2
+    assert store.count_bulk_accept(ExampleFilter(), "m", 0.9) == 1
+    assert store.count_bulk_accept(ExampleFilter(), "other") == 0
+    assert store.bulk_accept_candidates(ExampleFilter(), "m") == [(a.id, "get_policy"), (b.id, "escalate")]
+    assert store.bulk_accept_candidates(ExampleFilter(), "m", after=a.id, limit=1) == [(b.id, "escalate")]
+    assert store.bulk_accept_candidates(ExampleFilter(source="elsewhere"), "m") == []
+
+
+def test_data_version_changes_on_another_connections_commit(store):
+    before = store.data_version()
+    add(store, "my own write")
+    assert store.data_version() == before  # a view does not reload for its own writes
+    with Store.open(store.path) as other:
+        other.decide(store.page()[0].id, "flag")
+    assert store.data_version() != before

@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from routelab.domain import BadInput, DecisionKind, Proposal, Status
-from routelab.store import ExampleFilter, Store, filter_sql
+from routelab.domain import BadInput, DecisionKind, Proposal
+from routelab.store import ExampleFilter, Store
 
 BULK_CHUNK = 2_000  # decisions per transaction: a labeling run writing beside us never waits long
 
@@ -46,25 +46,9 @@ def best_proposal(proposals: Sequence[Proposal], teacher: str | None = None) -> 
     return max(enumerate(valid), key=lambda ip: (ip[1].confidence if ip[1].confidence is not None else -1.0, ip[0]))[1]
 
 
-def _bulk_where(flt: ExampleFilter, model: str, min_confidence: float | None) -> tuple[str, list]:
-    # Bulk accept never overrides a human: only questions still unreviewed are touched.
-    flt = replace(flt, status=Status.UNREVIEWED)
-    where, args = filter_sql(flt)
-    sql = (
-        f"FROM examples e JOIN proposals p ON p.example_id = e.id WHERE {where} "
-        "AND p.model = ? AND p.valid = 1 AND p.action IN (SELECT name FROM actions WHERE active = 1)"
-    )
-    args = [*args, model]
-    if min_confidence is not None:
-        sql += " AND p.confidence >= ?"
-        args.append(min_confidence)
-    return sql, args
-
-
 def count_bulk(store: Store, flt: ExampleFilter, model: str, min_confidence: float | None = None) -> int:
     """How many unreviewed questions of the filter a bulk accept would label."""
-    sql, args = _bulk_where(flt, model, min_confidence)
-    return store.conn.execute(f"SELECT COUNT(DISTINCT e.id) {sql}", args).fetchone()[0]
+    return store.count_bulk_accept(flt, model, min_confidence)
 
 
 @dataclass
@@ -86,16 +70,12 @@ def bulk_accept(
         raise BadInput(f"no proposals from model {model!r} in this workspace")
     if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
         raise BadInput("--min-confidence must be between 0 and 1")
-    sql, args = _bulk_where(flt, model, min_confidence)
     done: list[tuple[int, int]] = []
     after = 0
     while True:
         if cancelled and cancelled():
             break
-        rows = store.conn.execute(
-            f"SELECT e.id, p.action {sql} AND e.id > ? GROUP BY e.id ORDER BY e.id LIMIT ?",
-            [*args, after, BULK_CHUNK],
-        ).fetchall()
+        rows = store.bulk_accept_candidates(flt, model, min_confidence, after=after, limit=BULK_CHUNK)
         if not rows:
             break
         decisions = store.decide_many([(eid, DecisionKind.ACCEPT, action, model) for eid, action in rows])

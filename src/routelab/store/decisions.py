@@ -1,0 +1,132 @@
+"""Decisions: the append-only log of what the operator did (hand-written SQL, one
+keypress each). An example's label and status are a cache of its log, refreshed in the
+same transaction as each decision."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from typing import Any
+
+from routelab.domain import BadInput, Decision, DecisionKind, ExampleFilter, Status
+from routelab.store.actions import active_names
+from routelab.store.connection import StoreBase
+from routelab.store.filters import filter_sql
+
+NEEDS_ACTION = (DecisionKind.ACCEPT, DecisionKind.OVERRIDE, DecisionKind.IMPORT)
+
+
+class DecisionsTable(StoreBase):
+    def decide(
+        self, example_id: int, kind: DecisionKind | str, action: str | None = None, *, model: str | None = None
+    ) -> Decision:
+        """Append one operator decision and refresh the example's label, atomically."""
+        return self.decide_many([(example_id, kind, action, model)])[0]
+
+    def decide_many(self, items: list[tuple[int, DecisionKind | str, str | None, str | None]]) -> list[Decision]:
+        known = set(active_names(self.conn))
+        out: list[Decision] = []
+        with self.transaction() as c:
+            for example_id, kind, action, model in items:
+                kind = DecisionKind(kind)
+                if kind == DecisionKind.UNDO:
+                    raise ValueError("use undo() to undo a decision")
+                if kind in NEEDS_ACTION and action not in known:
+                    raise BadInput(f"unknown action {action!r}")
+                if kind not in NEEDS_ACTION:
+                    action = None
+                d = Decision(example_id=example_id, kind=kind, action=action, model=model)
+                d.id = c.execute(
+                    "INSERT INTO decisions (example_id, kind, action, model, at) VALUES (?, ?, ?, ?, ?)",
+                    (example_id, str(kind), action, model, d.at),
+                ).lastrowid
+                _refresh(c, example_id)
+                out.append(d)
+        return out
+
+    def undo(self, decision_id: int | None = None) -> Decision | None:
+        """Cancel a decision (default: the newest one not yet undone) by appending an undo."""
+        with self.transaction() as c:
+            if decision_id is None:
+                row = c.execute(
+                    "SELECT id, example_id FROM decisions d WHERE kind IN ('accept','override','skip','flag') "
+                    "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) ORDER BY id DESC LIMIT 1"
+                ).fetchone()
+            else:
+                row = c.execute(
+                    "SELECT id, example_id FROM decisions d WHERE id = ? AND kind IN ('accept','override','skip','flag') "
+                    "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id)",
+                    (decision_id,),
+                ).fetchone()
+            if row is None:
+                return None
+            d = Decision(example_id=row[1], kind=DecisionKind.UNDO, undoes=row[0])
+            d.id = c.execute(
+                "INSERT INTO decisions (example_id, kind, undoes, at) VALUES (?, 'undo', ?, ?)",
+                (d.example_id, d.undoes, d.at),
+            ).lastrowid
+            _refresh(c, d.example_id)
+            return d
+
+    def history(self, example_id: int) -> list[Decision]:
+        rows = self._rows("SELECT * FROM decisions WHERE example_id = ? ORDER BY id", (example_id,))
+        return [Decision(**r) for r in rows]
+
+    def decision_count(self, since: str | None = None) -> int:
+        """Operator decisions (not imports or undos), optionally since an ISO time."""
+        sql = "SELECT COUNT(*) FROM decisions WHERE kind IN ('accept','override','skip','flag')"
+        args: list[Any] = []
+        if since:
+            sql += " AND at >= ?"
+            args.append(since)
+        return self.conn.execute(sql, args).fetchone()[0]
+
+    def count_bulk_accept(self, flt: ExampleFilter, model: str, min_confidence: float | None = None) -> int:
+        """How many unreviewed questions of the filter a bulk accept of `model`'s proposals would label."""
+        sql, args = _bulk_where(flt, model, min_confidence)
+        return self.conn.execute(f"SELECT COUNT(DISTINCT e.id) {sql}", args).fetchone()[0]
+
+    def bulk_accept_candidates(
+        self, flt: ExampleFilter, model: str, min_confidence: float | None = None, *, after: int = 0,
+        limit: int = 2_000,
+    ) -> list[tuple[int, str]]:
+        """The next `limit` (example id, proposed action) pairs a bulk accept would label, in id order
+        after `after`: a caller accepts them in chunks and resumes after the last id."""
+        sql, args = _bulk_where(flt, model, min_confidence)
+        return self.conn.execute(
+            f"SELECT e.id, p.action {sql} AND e.id > ? GROUP BY e.id ORDER BY e.id LIMIT ?", [*args, after, limit]
+        ).fetchall()
+
+
+def _bulk_where(flt: ExampleFilter, model: str, min_confidence: float | None) -> tuple[str, list[Any]]:
+    # Bulk accept never overrides a human: only questions still unreviewed are touched,
+    # and only with a valid proposal naming an active action.
+    where, args = filter_sql(replace(flt, status=Status.UNREVIEWED))
+    sql = (
+        f"FROM examples e JOIN proposals p ON p.example_id = e.id WHERE {where} "
+        "AND p.model = ? AND p.valid = 1 AND p.action IN (SELECT name FROM actions WHERE active = 1)"
+    )
+    args = [*args, model]
+    if min_confidence is not None:
+        sql += " AND p.confidence >= ?"
+        args.append(min_confidence)
+    return sql, args
+
+
+def _refresh(c: sqlite3.Connection, example_id: int) -> None:
+    """Replay an example's decisions into its cached label and status."""
+    rows = c.execute(
+        "SELECT id, kind, action, undoes FROM decisions WHERE example_id = ? ORDER BY id", (example_id,)
+    ).fetchall()
+    undone = {r[3] for r in rows if r[1] == "undo"}
+    label, status = None, Status.UNREVIEWED
+    for _id, kind, action, _undoes in rows:
+        if _id in undone or kind == "undo":
+            continue
+        if kind in ("accept", "override", "import"):
+            label, status = action, Status.REVIEWED
+        elif kind == "skip":
+            status = Status.SKIPPED
+        elif kind == "flag":
+            status = Status.FLAGGED
+    c.execute("UPDATE examples SET label = ?, status = ? WHERE id = ?", (label, str(status), example_id))
