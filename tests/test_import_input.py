@@ -6,6 +6,7 @@ are the real ones.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -153,6 +154,23 @@ def test_a_fifo_says_at_a_terminal_that_it_waits_then_reads_everything(tmp_path,
     assert list(spool_dir.iterdir()) == []
 
 
+def test_questions_typed_at_a_terminal_end_at_one_ctrl_d(tmp_path, spool_dir):
+    db = tmp_path / "ws.db"
+    term = Terminal()
+    proc = subprocess.Popen([sys.executable, "-m", "routelab", "--db", str(db), "import", "-", "--format", "csv"],
+                            stdout=subprocess.PIPE, stdin=term.slave, stderr=term.slave, text=True)
+    os.close(term.slave)
+    try:
+        term.wait_for(b"type or paste the questions, then Ctrl-D")
+        os.write(term.master, b"text\nI lost my card.  Help!\nsecond question\n\x04")  # \x04: Ctrl-D
+        out, _ = proc.communicate(timeout=60)  # a second Ctrl-D was needed before
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "<stdin>: read 2, added 2" in out, term.seen
+    with Store.open(db) as s:
+        assert [e.text for e in s.page(ExampleFilter())] == ["I lost my card.  Help!", "second question"]
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
 def test_an_endless_device_is_bad_input_at_once(run_cli, store, tmp_path, fmt):
     store.close()
@@ -272,3 +290,55 @@ def test_chat_lines_with_a_label_key(store, tmp_path):
     assert {e.text: e.label for e in store.page(ExampleFilter())} == {
         "where is my payslip": "get_payslip", "book friday off": "book_holiday", "what is the policy": "get_policy",
     }
+
+
+# ------------------------------------------------------------------ the copy's bounds
+
+
+def _spool_pipe(data: bytes, **bounds):
+    """Spool the read end of a real pipe (named through /dev/fd, as a shell's <(...) is)."""
+    from routelab.services.spool import Spool
+
+    read_end, write_end = os.pipe()
+
+    def write() -> None:
+        with open(write_end, "wb") as f, contextlib.suppress(BrokenPipeError):  # refused: we stop reading
+            f.write(data)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        with Spool(f"/dev/fd/{read_end}") as spool:
+            head = spool.head(bounds.pop("head", 1001))
+            copy = spool.finish(**bounds)
+            return head, copy.read_bytes(), copy
+    finally:
+        os.close(read_end)
+        writer.join()
+
+
+@pytest.mark.parametrize("lengths", [[1000] * 5, [999, 1000, 1, 0, 1000], [10] * 300, [2500 // 3] * 3])
+def test_the_copy_is_exact_within_the_line_bound(spool_dir, lengths):
+    data = b"\n".join(b"x" * n for n in lengths) + b"\n"
+    head, copied, copy = _spool_pipe(data, max_line=1000)
+    assert copied == data and data.startswith(head)
+    copy.unlink()
+
+
+@pytest.mark.parametrize("lengths, bad_line", [([1001], 1), ([10, 1001], 2), ([1000, 999, 1500, 3], 3),
+                                                ([400] * 7 + [1001], 8)])
+def test_the_first_line_over_the_bound_is_named(spool_dir, lengths, bad_line):
+    from routelab.domain import BadInput
+
+    data = b"\n".join(b"y" * n for n in lengths)
+    with pytest.raises(BadInput, match=rf"^/dev/fd/\d+: line {bad_line}: line longer than 1000 bytes$"):
+        _spool_pipe(data, max_line=1000)
+    assert list(spool_dir.iterdir()) == []  # a refused copy is removed
+
+
+def test_the_copy_of_one_document_is_bounded_in_size(spool_dir):
+    from routelab.domain import BadInput
+
+    with pytest.raises(BadInput, match="over 1 MiB, too big for one JSON document"):
+        _spool_pipe(b"[" + b'"question", ' * 200_000, max_bytes=1 << 20)
+    assert list(spool_dir.iterdir()) == []

@@ -170,6 +170,18 @@ def test_bad_input_leaves_no_new_workspace(run_cli, tmp_path, case):
     assert not list(tmp_path.glob("new.db*"))
 
 
+def test_one_json_document_too_big_to_parse_in_memory_is_refused(run_cli, tmp_path):
+    f = tmp_path / "q.json"
+    with f.open("w") as out:
+        out.write("[" + '{"text": "a question"}, ' * 100_000)
+        out.truncate(300 << 20)  # sparse: 300 MiB on paper, nothing on disk
+    db = tmp_path / "new.db"
+    r = run_cli("--db", db, "import", f)
+    assert r.code == 2 and r.err.count("\n") == 1, r
+    assert f"{f}: over 256 MiB, too big for one JSON document (write one question per line: JSONL)" in r.err
+    assert not db.exists()
+
+
 def test_missing_file_and_fresh_workspace_not_created(run_cli, tmp_path):
     db = tmp_path / "new.db"
     r = run_cli("--db", db, "import", tmp_path / "nope.csv")

@@ -50,10 +50,11 @@ class Spool:
     def __init__(self, path: str, notify: Callable[[str], None] | None = None):
         self.name = STDIN_NAME if path == STDIN else path
         self._notify = notify or (lambda message: None)
-        self._notify(f"waiting for input on {self.name} (end it with Ctrl-D at a terminal) ...")
+        typing = path in (STDIN, "/dev/stdin") and sys.stdin is not None and sys.stdin.isatty()
+        self._notify("type or paste the questions, then Ctrl-D:\n" if typing else f"waiting for input on {self.name} ...")
         try:
             # Opening a FIFO blocks until a writer opens it: the message above says why we wait.
-            self._in: BinaryIO = sys.stdin.buffer if path == STDIN else open(path, "rb")  # noqa: SIM115
+            self._in: BinaryIO = sys.stdin.buffer if path == STDIN else open(path, "rb")
         except OSError as e:
             raise BadInput(f"{self.name}: cannot read ({e.strerror})") from None
         directory = Path(tempfile.gettempdir())
@@ -66,6 +67,7 @@ class Spool:
         self.path = Path(name)
         self._out = os.fdopen(fd, "wb")
         self._head = b""
+        self._eof = False
         self.size = 0
         self._finished = False
 
@@ -100,7 +102,7 @@ class Spool:
             if max_bytes is not None and self.size > max_bytes:
                 raise BadInput(f"{self.name}: over {max_bytes >> 20} MiB, too big for one JSON document "
                                "(write one question per line: JSONL)")
-            data = self._read(block)
+            data = b"" if self._eof else self._read(block)
             self._write(data)
         try:
             self._out.close()
@@ -126,7 +128,8 @@ class Spool:
         return line, run
 
     def _too_long(self, line: int, max_line: int) -> BadInput:
-        return BadInput(f"{self.name}: line {line}: line longer than {max_line // 1024} KiB")
+        limit = f"{max_line // 1024} KiB" if max_line >= 1024 else f"{max_line} bytes"
+        return BadInput(f"{self.name}: line {line}: line longer than {limit}")
 
     def _cannot_copy(self, directory: Path, e: OSError) -> RoutelabError:
         return RoutelabError(f"{self.name}: cannot copy the input to {directory} ({e.strerror}; "
@@ -134,9 +137,13 @@ class Spool:
 
     def _read(self, n: int) -> bytes:
         try:
-            return self._in.read(n)
+            data = self._in.read(n)
         except OSError as e:
             raise BadInput(f"{self.name}: cannot read ({e.strerror})") from None
+        # A buffered read is short only at the end; a terminal's Ctrl-D is not sticky, so
+        # reading on would wait for a second one.
+        self._eof = len(data) < n
+        return data
 
     def _write(self, data: bytes) -> None:
         if not data:
@@ -148,7 +155,7 @@ class Spool:
             raise self._cannot_copy(self.path.parent, e) from None
         self.size += len(data)
         if not before or self.size // REPORT_EVERY > before // REPORT_EVERY:
-            self._notify(f"reading {self.name}: {self.size / (1 << 20):,.0f} MiB")
+            self._notify(f"reading {self.name}: {self.size / (1 << 20):,.1f} MiB")
 
 
 def remove_stale(directory: Path) -> None:
