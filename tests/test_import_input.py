@@ -93,9 +93,14 @@ def test_a_copy_left_by_a_killed_import_is_removed_by_the_next(tmp_path, spool_d
     stale.write_text("text\nleft behind\n")
     alive = spool_dir / f"{PREFIX}{os.getpid()}-def{SUFFIX}"  # an import still running (this process)
     alive.write_text("text\nin use\n")
+    recent = spool_dir / f"{PREFIX}{int(gone.stdout)}-ghi{SUFFIX}"  # maybe another pid namespace's
+    recent.write_text("text\njust made\n")
+    hours_ago = time.time() - 2 * 3600
+    for f in (stale, alive):
+        os.utime(f, (hours_ago, hours_ago))
     r = piped(jsonl(tmp_path / "q.jsonl", 10), "--db", tmp_path / "ws.db", "import", "-")
     assert r.returncode == 0, r.stderr
-    assert list(spool_dir.iterdir()) == [alive]
+    assert sorted(spool_dir.iterdir()) == sorted([alive, recent])
 
 
 class Terminal:

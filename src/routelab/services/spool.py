@@ -3,9 +3,10 @@
 Format detection reads the head of a file and parsing reads it again, maybe in a worker
 process: from a pipe the second reader would get only what the first left. So a stream
 is read once, into a file in TMPDIR that the import removes when it ends (one left by a
-killed import is removed by the next). The copy applies the parser's bounds as it goes,
-so an endless stream (/dev/zero) stops at its first overlong line instead of filling
-the disk.
+killed import is removed by a later one, once it is an hour old). The copy applies the
+parser's bounds as it goes, so an endless line (`yes | tr -d '\\n'`) stops at the line
+bound and an endless JSON document at its size bound, instead of filling the disk; an
+endless run of good lines is a big file, copied until the disk says no (exit 1).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import stat
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -27,6 +29,7 @@ PREFIX = "routelab-import-"
 SUFFIX = ".spool"
 BLOCK = 1 << 20
 REPORT_EVERY = 16 << 20  # bytes between "reading ..." messages
+STALE_AFTER_S = 3600
 
 
 def is_stream(path: str) -> bool:
@@ -159,11 +162,12 @@ class Spool:
 
 
 def remove_stale(directory: Path) -> None:
-    """Remove copies left by imports that were killed (their process is gone)."""
+    """Remove copies left by imports that were killed: their process is gone, and they are
+    an hour old (a TMPDIR shared between containers sees other pid namespaces' copies)."""
     for leftover in directory.glob(f"{PREFIX}*{SUFFIX}"):
         pid = leftover.name.removeprefix(PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            with contextlib.suppress(OSError):  # another user's, or already gone
+        with contextlib.suppress(OSError):  # another user's, or already gone
+            if pid.isdigit() and not _alive(int(pid)) and time.time() - leftover.stat().st_mtime > STALE_AFTER_S:
                 leftover.unlink()
 
 
