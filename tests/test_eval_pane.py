@@ -9,6 +9,7 @@ from textual.widgets import DataTable, Static
 
 from routelab.domain import NewExample
 from routelab.services import evaluation as ev
+from routelab.services.workspace import Workspace
 from routelab.tui.messages import ShowExamples
 from routelab.tui.panes.evaluate import EvaluatePane
 
@@ -25,7 +26,7 @@ class PaneApp(App):
         self.shown: list[ShowExamples] = []
 
     def compose(self) -> ComposeResult:
-        yield EvaluatePane(self.db_path, auto_run=self.auto_run)
+        yield EvaluatePane(Workspace.at(self.db_path), auto_run=self.auto_run)
 
     def on_show_examples(self, message: ShowExamples) -> None:
         self.shown.append(message)
@@ -218,7 +219,7 @@ def _per_action_title(app) -> str:
 
 
 async def test_pane_fits_five_models_in_120_columns(demo_store, fake_openai):
-    from routelab.tui.panes.evaluate import short_model
+    from routelab.tui.components.model_names import short_model
 
     _evaluate_five(demo_store.path)
     app = PaneApp(demo_store.path)
@@ -285,7 +286,7 @@ async def test_pane_rerun_selects_the_first_row(demo_store, fake_openai):
 
 
 def test_short_model_keeps_the_suffix_and_id():
-    from routelab.tui.panes.evaluate import short_model
+    from routelab.tui.components.model_names import short_model
 
     assert short_model("gpt-4.1", 24) == "gpt-4.1"
     assert short_model(FT, 22) == "ft:…:routelab:IWFYZ3fh"

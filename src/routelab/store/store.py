@@ -198,6 +198,9 @@ class Store:
     def schema_version(self) -> int:
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
+    def data_version(self) -> int:
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One logical write: all of it or none of it."""
