@@ -11,33 +11,35 @@ The pane talks to the review session service only (services/review_session.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from typing import TypeVar
 
-from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
 from routelab.domain import DecisionKind, Example, ExampleFilter, Status, printable
 from routelab.services.review import SessionPace
-from routelab.services.review_session import ReviewSession, Undone
+from routelab.services.review_session import Overview, ReviewSession, Undone
 from routelab.services.workspace import Workspace
 from routelab.tui.components.bulk import BulkAcceptScreen
 from routelab.tui.components.detail import DetailView, render_catalog, render_detail
 from routelab.tui.components.example_list import ExampleList, RowWindow
 from routelab.tui.components.picker import PickerScreen, PickItem
+from routelab.tui.components.review_bar import ReviewBar
 from routelab.tui.components.review_filters import UNREVIEWED, apply_choice, describe, filter_menu
 from routelab.tui.panes.review_keys import REVIEW_BINDINGS, REVIEW_KEYS
 from routelab.tui.safe import say
 
 EMPTY_WORKSPACE = "no questions yet: routelab import FILE (or routelab demo)"
 POLL_SECONDS = 2.0
+T = TypeVar("T")
+
 
 class ReviewPane(Vertical, can_focus=True):
-    DEFAULT_CSS = ""
     BINDINGS = REVIEW_BINDINGS
 
     class Progress(Message):
@@ -72,10 +74,7 @@ class ReviewPane(Vertical, can_focus=True):
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        with Horizontal(id="review-bar"):
-            yield Static(id="review-filter")
-            yield Input(id="review-search", placeholder="search: words, Enter applies, Esc closes")
-            yield Static(id="review-progress")
+        yield ReviewBar(id="review-bar")
         # list and detail are direct children (a grid): one container less to paint per line
         yield ExampleList(id="review-list")
         yield DetailView(id="review-detail")
@@ -84,6 +83,10 @@ class ReviewPane(Vertical, can_focus=True):
     @property
     def dataset(self) -> ExampleList:
         return self.query_one("#review-list", ExampleList)
+
+    @property
+    def bar(self) -> ReviewBar:
+        return self.query_one(ReviewBar)
 
     def on_mount(self) -> None:
         self.session = session = self.workspace.review_session()
@@ -95,7 +98,6 @@ class ReviewPane(Vertical, can_focus=True):
         if why:
             say(self, f"nothing unreviewed: showing {why}", timeout=6)
         self.dataset.set_window(self.window)
-        self.query_one("#review-search", Input).display = False
         self.query_one("#review-catalog", Static).update(render_catalog(self.actions))
         self._show_current()
         self._paint_filter()
@@ -105,9 +107,9 @@ class ReviewPane(Vertical, can_focus=True):
         self.focus()
 
     def on_unmount(self) -> None:
-        if self.session is not None:
-            self.session.close()
-            self.session = None
+        session, self.session = self.session, None
+        if session is not None:
+            session.close()
 
     # ------------------------------------------------------------------ showing
 
@@ -136,30 +138,16 @@ class ReviewPane(Vertical, can_focus=True):
         return describe(self.flt, self.ids_title)
 
     def _paint_filter(self) -> None:
-        t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(" ▾ ", style="bold")
-        t.append(self._filter_text(), style="bold")
-        self.query_one("#review-filter", Static).update(t, layout=False)
-
-    def _progress(self) -> tuple[int, int] | None:
-        if self.status_counts is None:
-            return None
-        return self.status_counts.get("reviewed", 0), sum(self.status_counts.values())
+        self.bar.show_filter(self._filter_text())
 
     def _paint_progress(self) -> None:
-        t = Text(no_wrap=True, overflow="ellipsis", justify="right")
-        n = self.window.count if self.window else 0
-        pos = self.dataset.cursor + 1 if n else 0
-        exact = self.window is None or self.window.exact
-        t.append(f"{pos:,}/{n:,} here" if exact else f"{pos:,}/counting… here")
-        prog = self._progress()
-        pace = self.pace.per_minute()
-        if prog is not None:
-            t.append(f" · {prog[0]:,}/{prog[1]:,} reviewed", style="bold")
-        t.append(f" · {pace:.0f}/min " if pace is not None else " · —/min ")
-        self.query_one("#review-progress", Static).update(t, layout=False)
-        if prog is not None:
-            self.post_message(self.Progress(prog[0], prog[1], pace))
+        window, counts, pace = self.window, self.status_counts, self.pace.per_minute()
+        n = window.count if window else 0
+        reviewed = (counts.get("reviewed", 0), sum(counts.values())) if counts is not None else None
+        self.bar.show_progress(self.dataset.cursor + 1 if n else 0, n if window is None or window.exact else None,
+                               reviewed, pace)
+        if reviewed is not None:
+            self.post_message(self.Progress(reviewed[0], reviewed[1], pace))
 
     # ------------------------------------------------------------------ moving
 
@@ -293,17 +281,17 @@ class ReviewPane(Vertical, can_focus=True):
         self.dataset.sync()
         self._show_current()
 
-    @work(thread=True, exclusive=True, group="review-undo-bulk")
     def _undo_bulk(self) -> None:
-        assert self.session is not None
-        undone = self.session.undo_bulk()
-        self.app.call_from_thread(self._bulk_undone, undone)
+        session = self.session
+        assert session is not None
+        self._in_background("review-bulk", session.undo_bulk, lambda _, undone: self._bulk_done(
+            undone and f"Undone a bulk accept: {undone.decisions:,} questions are unreviewed again."))
 
-    def _bulk_undone(self, undone: Undone | None) -> None:
-        if undone is None:
+    def _bulk_done(self, message: str | None) -> None:
+        if message is None:
             self.app.bell()
             return
-        say(self, f"Undone a bulk accept: {undone.decisions:,} questions are unreviewed again.", timeout=4)
+        say(self, message, timeout=4)
         self.action_reload()
 
     # ------------------------------------------------------------------ filters and search
@@ -326,43 +314,34 @@ class ReviewPane(Vertical, can_focus=True):
         self.set_filter(ExampleFilter(ids=tuple(ids)))
 
     def action_search(self) -> None:
-        box = self.query_one("#review-search", Input)
-        box.value = self.flt.query or ""
-        box.display = True
-        box.focus()
+        self.bar.open_search(self.flt.query or "")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "review-search":
             return
         event.stop()
-        event.input.display = False
+        self.bar.close_search()
         self.focus()
         query = event.value.strip() or None
         if query != self.flt.query:
             self.set_filter(replace(self.flt, query=query))
 
     def action_escape(self) -> None:
-        box = self.query_one("#review-search", Input)
-        if box.display:
-            box.display = False
+        if self.bar.close_search():
             self.focus()
         elif self.flt.query:
             self.set_filter(replace(self.flt, query=None))
 
-    def filter_items(self) -> list[PickItem]:
-        assert self.session is not None
-        return filter_menu(self.flt, sources=self.session.sources(), models=self.session.proposal_models(),
-                           actions=self.actions)
-
-    def apply_filter_choice(self, value: str) -> None:
-        self.set_filter(apply_choice(self.flt, value))
-
     def action_filter(self) -> None:
+        assert self.session is not None
+        items = filter_menu(self.flt, sources=self.session.sources(), models=self.session.proposal_models(),
+                            actions=self.actions)
+
         def done(value: str | None) -> None:
             if value is not None:
-                self.apply_filter_choice(value)
+                self.set_filter(apply_choice(self.flt, value))
 
-        self.app.push_screen(PickerScreen(f"Filter (now: {self._filter_text()})", self.filter_items()), done)
+        self.app.push_screen(PickerScreen(f"Filter (now: {self._filter_text()})", items), done)
 
     # ------------------------------------------------------------------ bulk accept
 
@@ -377,20 +356,14 @@ class ReviewPane(Vertical, can_focus=True):
         def done(choice: tuple[str, float] | None) -> None:
             if choice:
                 say(self, f"Accepting {choice[0]}'s proposals…", timeout=2)
-                self._run_bulk(flt, *choice)
+                self._in_background("review-bulk", lambda: accept(*choice), lambda _, said: self._bulk_done(said))
+
+        def accept(model: str, conf: float) -> str:
+            result = session.bulk_accept(flt, model, conf, cancelled=lambda: get_current_worker().is_cancelled)
+            return f"Accepted {result.accepted:,} proposals from {model} (u undoes them all)."
 
         count = lambda model, conf: session.fresh_count_bulk(flt, model, conf)  # noqa: E731 - run in a worker
         self.app.push_screen(BulkAcceptScreen(models, count, filter_text=self._filter_text()), done)
-
-    @work(thread=True, exclusive=True, group="review-bulk")
-    def _run_bulk(self, flt: ExampleFilter, model: str, conf: float) -> None:
-        assert self.session is not None
-        result = self.session.bulk_accept(flt, model, conf, cancelled=lambda: get_current_worker().is_cancelled)
-        self.app.call_from_thread(self._bulk_done, result.accepted, model)
-
-    def _bulk_done(self, accepted: int, model: str) -> None:
-        say(self, f"Accepted {accepted:,} proposals from {model} (u undoes them all).", timeout=4)
-        self.action_reload()
 
     # ------------------------------------------------------------------ outside changes
 
@@ -405,16 +378,24 @@ class ReviewPane(Vertical, can_focus=True):
         self._seq += 1
         self._merge_outside()
 
-    @work(thread=True, exclusive=True, group="review-filter-count")
+    def _in_background(self, group: str, read: Callable[[], T], apply: Callable[[int, T], None]) -> None:
+        """`read()` in a worker thread (a newer one in the same group replaces it), then `apply(seq, result)`
+        on the UI thread, with the local-change counter as it was when the read began."""
+        seq = self._seq
+
+        def run() -> None:
+            result = read()
+            if not get_current_worker().is_cancelled:
+                self.app.call_from_thread(apply, seq, result)
+
+        self.run_worker(run, thread=True, exclusive=True, group=group)
+
     def _count_filter(self) -> None:
-        assert self.window is not None
-        if self.window.exact:
-            return
-        seq, flt = self._seq, self.flt
-        assert self.session is not None
-        n = self.session.fresh_count(flt)
-        if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._set_filter_count, seq, flt, n)
+        assert self.window is not None and self.session is not None
+        if not self.window.exact:
+            session, flt = self.session, self.flt
+            self._in_background("review-filter-count", lambda: session.fresh_count(flt),
+                                lambda seq, n: self._set_filter_count(seq, flt, n))
 
     def _set_filter_count(self, seq: int, flt: ExampleFilter, n: int) -> None:
         assert self.window is not None
@@ -427,31 +408,24 @@ class ReviewPane(Vertical, can_focus=True):
         self.dataset.sync()
         self._paint_progress()
 
-    @work(thread=True, exclusive=True, group="review-counts")
     def _load_counts(self) -> None:
-        seq = self._seq
         assert self.session is not None
-        counts = self.session.fresh_status_counts()
-        if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._set_counts, counts, seq)
+        self._in_background("review-counts", self.session.fresh_status_counts, self._set_counts)
 
-    def _set_counts(self, counts: dict[str, int], seq: int) -> None:
+    def _set_counts(self, seq: int, counts: dict[str, int]) -> None:
         if seq != self._seq and self.status_counts is not None:
             self._load_counts()  # we decided meanwhile: count again
             return
         self.status_counts = counts
         self._paint_progress()
 
-    @work(thread=True, exclusive=True, group="review-merge")
     def _merge_outside(self) -> None:
         assert self.session is not None
-        seq, flt = self._seq, self.flt
-        shown_id = self.shown.id if self.shown else None
-        overview = self.session.fresh_overview(flt, shown_id)
-        if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._apply_outside, seq, shown_id, overview)
+        session, flt, shown_id = self.session, self.flt, self.shown.id if self.shown else None
+        self._in_background("review-merge", lambda: session.fresh_overview(flt, shown_id),
+                            lambda seq, overview: self._apply_outside(seq, shown_id, overview))
 
-    def _apply_outside(self, seq: int, shown_id: int | None, overview) -> None:
+    def _apply_outside(self, seq: int, shown_id: int | None, overview: Overview) -> None:
         assert self.window is not None and self.session is not None
         if seq != self._seq:
             self.session.look_again()  # we changed things meanwhile: merge again at the next poll
