@@ -295,3 +295,19 @@ def test_short_model_keeps_the_suffix_and_id():
     for width in range(8, 60):
         assert len(short_model(FT, width)) <= width
         assert len(short_model("a-very-long-model-name-that-goes-on-2025-01-01", width)) <= width
+
+
+async def test_pane_evaluates_by_itself_only_once_its_tab_is_shown(demo_store):
+    """In the app the Evaluate tab starts hidden: nothing runs until it is opened (it raced the tabs before)."""
+    from routelab.tui.app import RoutelabApp
+
+    app = RoutelabApp(demo_store.path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(3):
+            await _settle(app, pilot)
+        assert demo_store.jobs(kind="eval") == []
+        await pilot.press("f3")
+        for _ in range(3):
+            await _settle(app, pilot)
+        assert app.query_one("#eval-table", DataTable).row_count == 2
+    assert len(demo_store.jobs(kind="eval")) == 1

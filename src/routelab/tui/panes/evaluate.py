@@ -59,6 +59,7 @@ class EvaluatePane(Vertical):
         self.running = False
         self.auto_run = auto_run  # evaluate once by itself when nothing is stored and every model is local
         self._auto_pending = False
+        self._visible = False  # between a Show and a Hide event: its tab is the active one
         self._loaded = False
         self._model_width = MODEL_WIDTH[1]  # of the headline's model column, as last filled
         self._first_next = False  # a run finished: the next load selects its first row
@@ -88,6 +89,7 @@ class EvaluatePane(Vertical):
 
     def on_show(self) -> None:
         """Shown (its tab opened): keys go to the table unless something here has focus."""
+        self._visible = True
         if not any(w.has_focus for w in self.query(DataTable)):
             self.query_one("#eval-table", DataTable).focus()
         if self._auto_pending:
@@ -107,14 +109,15 @@ class EvaluatePane(Vertical):
             if not overview.rows and overview.labelled is not None and overview.offline and self.auto_run:
                 self.app.call_from_thread(self._maybe_auto_run)
 
-    def _displayed(self) -> bool:
-        """On screen now (its tab is the active one)?"""
-        return all(getattr(node, "display", True) for node in self.ancestors_with_self)
+    def on_hide(self) -> None:
+        self._visible = False
 
     def _maybe_auto_run(self) -> None:
         """Evaluate unasked once, the first time the pane is seen with nothing stored (local models only)."""
         self._auto_pending = True
-        if self._displayed() and self.auto_run and not self.running:
+        # on screen, by the Show event: at start-up the tabs hide the panes a moment after they mount,
+        # so looking at `display` then could start an evaluation nobody sees
+        if self._visible and self.auto_run and not self.running:
             self.auto_run = self._auto_pending = False
             self.action_run_eval()
 

@@ -189,9 +189,10 @@ class PlaygroundPane(Vertical):
         except RoutelabError as e:
             self.app.call_from_thread(self._status, str(e), "red")
             return
-        self.app.call_from_thread(self._add_try, attempt)
+        self.app.call_from_thread(self.add_try, attempt)
 
-    def _add_try(self, attempt: Try) -> None:
+    def add_try(self, attempt: Try) -> None:
+        """Show a routed question: a new row of the history, its routes in the table."""
         self.tries.append(attempt)
         index = len(self.tries) - 1
         summary = " · ".join(
