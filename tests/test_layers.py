@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import routelab
@@ -83,7 +84,7 @@ def test_no_tui_module_imports_the_store():
 
 def test_no_sql_in_the_tui():
     """No pane or component runs SQL: the services own every query."""
-    words = ("SELECT ", "INSERT ", "UPDATE ", "DELETE ", "PRAGMA ", ".execute(", ".conn")
-    offenders = [f"{p.relative_to(SRC)}: {w.strip()}" for p in modules() if layer_of(p) == "tui"
-                 for w in words if w in p.read_text()]
+    sql = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|PRAGMA)\s|\.execute\(|\.conn\b|\bsqlite3\b")
+    offenders = [f"{p.relative_to(SRC)}: {m.group(0).strip()}" for p in modules() if layer_of(p) == "tui"
+                 for m in sql.finditer(p.read_text())]
     assert offenders == []
