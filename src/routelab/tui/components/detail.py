@@ -9,8 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from rich.console import Group
+from rich.console import Group, RenderableType
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual.geometry import Region
+from textual.strip import Strip
+from textual.widget import Widget
 
 from routelab.domain import Action, Decision, Example, Proposal, Status, printable
 
@@ -136,13 +141,6 @@ def render_catalog(actions: Sequence[Action], width: int = 200) -> Text:
 
 
 # ---------------------------------------------------------------- the widget
-
-from rich.console import RenderableType  # noqa: E402
-from rich.segment import Segment  # noqa: E402
-from rich.style import Style  # noqa: E402
-from textual.geometry import Region  # noqa: E402
-from textual.strip import Strip  # noqa: E402
-from textual.widget import Widget  # noqa: E402
 
 
 class DetailView(Widget):
