@@ -12,25 +12,18 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from routelab.domain import BadInput, DecisionKind, Proposal
-from routelab.store import ExampleFilter, Store
+from routelab.domain import BadInput, DecisionKind, ExampleFilter, Proposal
+from routelab.store import Store
 
 BULK_CHUNK = 2_000  # decisions per transaction: a labeling run writing beside us never waits long
 
 
-def preferred_teacher(store: Store) -> str | None:
+def preferred_teacher(store: Store, settings) -> str | None:
     """The model whose proposal is shown first: the workspace's teacher setting, else the one
     `routelab label` uses by default (the OpenAI teacher with a key, else local)."""
-    name = store.get_setting("teacher")
-    if name:
-        return name
-    try:
-        from routelab.config import settings
-        from routelab.providers.registry import default_teacher
+    from routelab.providers.registry import default_teacher
 
-        return default_teacher(settings())
-    except Exception:  # a malformed environment must not stop review
-        return None
+    return store.get_setting("teacher") or default_teacher(settings)
 
 
 def best_proposal(proposals: Sequence[Proposal], teacher: str | None = None) -> Proposal | None:
