@@ -10,6 +10,7 @@ import routelab
 SRC = Path(routelab.__file__).parent
 # a module may import from its own layer and the ones listed (lower) only
 ALLOWED = {
+    "redaction": set(),  # the bottom: secrets are removed from text at any layer
     "domain": set(),
     "config": {"domain"},
     "pricing": {"domain", "config"},
@@ -19,6 +20,9 @@ ALLOWED = {
     "cli": {"domain", "config", "pricing", "store", "providers", "services", "cli", "tui"},
     "tui": {"domain", "config", "pricing", "store", "providers", "services", "tui"},
 }
+for _layer, _below in ALLOWED.items():
+    if _layer != "redaction":
+        _below.add("redaction")
 
 
 def layer_of(path: Path) -> str:
