@@ -10,6 +10,7 @@ credentials removed (display_url).
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from urllib.parse import urlsplit, urlunsplit
@@ -145,10 +146,21 @@ def _unreachable(exc: BaseException, base_url: str | None) -> str | None:
     if isinstance(exc, openai.APITimeoutError):
         return f"no answer from {display_url(base_url)} in time (timed out)"
     if isinstance(exc, openai.APIConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        why = scrub(str(cause)) if cause is not None and str(cause) else "connection failed"
-        return f"cannot connect to {display_url(base_url)}: {why}"
+        return f"cannot connect to {display_url(base_url)}: {_why_not_connected(exc)}"
     return None
+
+
+def _why_not_connected(exc: BaseException) -> str:
+    """The operating system's reason ("Connection refused", "Name or service not known") from the
+    deepest OSError below the SDK's error, else the transport's own words."""
+    why, link, depth = None, exc.__cause__ or exc.__context__, 0
+    while link is not None and depth < 8:
+        if isinstance(link, OSError) and link.errno:
+            why = os.strerror(link.errno) if link.errno > 0 else (link.strerror or str(link))
+        elif why is None and str(link):
+            why = str(link)
+        link, depth = link.__cause__ or link.__context__, depth + 1
+    return scrub(why or "connection failed")
 
 
 def describe(exc: BaseException, secret: str | None, base_url: str | None = None) -> str:
