@@ -78,9 +78,10 @@ class Try:
 
 
 def parse_question(raw: str) -> tuple[str, list[Message] | None]:
-    """`earlier | reply | question` -> (question, earlier turns); BadInput when empty."""
+    """`earlier | reply | question` -> (question, earlier turns); BadInput when empty. A part made
+    of nothing but separators (`route ' | | '`) is empty: "|" is no question to route."""
     parts = [p.strip() for p in raw.split(SEPARATOR)]
-    parts = [p for p in parts if p]
+    parts = [p for p in parts if p.strip("|").strip()]
     if not parts:
         raise BadInput("type a question first")
     question, earlier = parts[-1], parts[:-1]
