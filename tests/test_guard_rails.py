@@ -4,7 +4,13 @@ first, and skipping or flagging a human label says it leaves the training data."
 
 from __future__ import annotations
 
+import io
+import json
+import sys
+
 import pytest
+
+from routelab.domain import JobStatus
 
 # ---------------------------------------------------------------------------- route ' | | '
 
@@ -20,3 +26,71 @@ def test_a_trailing_separator_leaves_the_question():
 
     assert parse_question("where is my payslip | | ") == ("where is my payslip", None)
     assert parse_question("a || b") == ("a || b", None)  # only ' | ' separates turns
+
+
+# ---------------------------------------------------------------------------- finetune twice
+
+
+def _finetunes(run_cli, db):
+    r = run_cli("--db", db, "jobs", "list", "--json")
+    return [j for j in json.loads(r.out) if j["kind"] == "finetune"]
+
+
+class _Terminal(io.StringIO):
+    """Standard input at a terminal, answering the question with what it was given."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_second_paid_finetune_on_the_same_data_is_asked_about(demo_store, fake_openai, run_cli, monkeypatch):
+    db = demo_store.path
+    first = run_cli("--db", db, "finetune", "--provider", "openai")
+    assert first.code == 0, first
+    [job] = _finetunes(run_cli, db)
+    uploads = len(fake_openai.files)
+
+    # in a script without --yes: one line naming the job, exit 2, nothing started
+    again = run_cli("--db", db, "finetune", "--provider", "openai")
+    assert again.code == 2, again
+    [line] = again.err.strip().splitlines()
+    assert f"job {job['id']}" in line and "this exact data" in line and "--yes" in line
+    assert len(_finetunes(run_cli, db)) == 1 and len(fake_openai.files) == uploads and len(fake_openai.jobs) == 1
+
+    # at a terminal: asked, and "no" starts nothing
+    monkeypatch.setattr(sys, "stdin", _Terminal("n\n"))
+    asked = run_cli("--db", db, "finetune", "--provider", "openai")
+    assert asked.code == 2 and f"job {job['id']}" in asked.err and "this exact data" in asked.err, asked
+    assert len(fake_openai.jobs) == 1
+
+    # --yes: a second job, on purpose
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    yes = run_cli("--db", db, "finetune", "--provider", "openai", "--yes")
+    assert yes.code == 0 and len(fake_openai.jobs) == 2, yes
+
+
+def test_a_failed_finetune_does_not_count_as_trained(demo_store, fake_openai, run_cli):
+    db = demo_store.path
+    fake_openai.ft_fail_validation = True
+    failed = run_cli("--db", db, "finetune", "--provider", "openai", "--wait", "--interval", "0.01")
+    assert failed.code == 1 and _finetunes(run_cli, db)[0]["status"] == "failed", failed
+    fake_openai.ft_fail_validation = False
+    retry = run_cli("--db", db, "finetune", "--provider", "openai")
+    assert retry.code == 0 and "exact data" not in retry.err, retry
+
+
+def test_the_plan_names_the_earlier_job_on_the_same_data_and_base(demo_store, fake_openai):
+    from routelab.config import settings
+    from routelab.services.finetune import FinetuneOptions, duplicate_line, plan_finetune, start_finetune
+
+    plan = plan_finetune(demo_store, FinetuneOptions(provider="openai"), settings())
+    assert plan.earlier is None and duplicate_line(plan) is None
+    job = start_finetune(demo_store, plan, settings())
+    again = plan_finetune(demo_store, FinetuneOptions(provider="openai"), settings())
+    assert again.earlier is not None and again.earlier.id == job.id
+    assert f"job {job.id}" in duplicate_line(again)
+    other_base = plan_finetune(demo_store, FinetuneOptions(provider="openai", base_model="gpt-4.1-nano-2025-04-14"),
+                               settings())
+    assert other_base.earlier is None  # another base model is another experiment
+    demo_store.update_job(job.id, status=JobStatus.CANCELLED)
+    assert plan_finetune(demo_store, FinetuneOptions(provider="openai"), settings()).earlier is None
