@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from routelab.domain import JobStatus
+from routelab.domain import DecisionKind, JobStatus
 
 # ---------------------------------------------------------------------------- route ' | | '
 
@@ -94,3 +94,42 @@ def test_the_plan_names_the_earlier_job_on_the_same_data_and_base(demo_store, fa
     assert other_base.earlier is None  # another base model is another experiment
     demo_store.update_job(job.id, status=JobStatus.CANCELLED)
     assert plan_finetune(demo_store, FinetuneOptions(provider="openai"), settings()).earlier is None
+
+
+# ---------------------------------------------------------------------------- s / f on a human label
+
+
+@pytest.fixture
+def imported(store, run_cli, tmp_path):
+    csv = tmp_path / "labelled.csv"
+    csv.write_text("text,label\nwhere is my payslip,get_payslip\nbook me a day off,book_holiday\n")
+    r = run_cli("--db", store.path, "import", csv, "--source", "hr-tickets")
+    assert r.code == 0, r
+    return {e.text: e for e in store.page(limit=10)}
+
+
+@pytest.mark.parametrize("kind", [DecisionKind.SKIP, DecisionKind.FLAG])
+def test_skipping_or_flagging_an_imported_label_says_it_leaves_training(store, imported, kind):
+    from routelab.services.review import decide
+
+    ex = imported["where is my payslip"]
+    assert ex.label == "get_payslip" and ex.status == "reviewed"
+    done = decide(store, ex.id, kind)
+    assert done.decision.kind == kind and done.decision.id is not None
+    assert done.notice is not None
+    assert "imported label get_payslip" in done.notice and "training" in done.notice and "u" in done.notice
+    assert store.example(ex.id).status == ("skipped" if kind == DecisionKind.SKIP else "flagged")
+
+
+def test_no_notice_where_nothing_is_lost(store, imported):
+    from routelab.domain import NewExample
+    from routelab.services.review import decide
+
+    ex = imported["book me a day off"]
+    assert decide(store, ex.id, DecisionKind.OVERRIDE, "get_policy").notice is None  # relabelled, still trained on
+    done = decide(store, ex.id, DecisionKind.SKIP)  # the operator's own label, not the import's
+    assert done.notice is not None and "label get_policy" in done.notice and "imported" not in done.notice
+    new = NewExample(text="is the canteen open on sundays")
+    store.add_examples([new])
+    unlabelled = store.example_id_by_hash(new.hash)
+    assert decide(store, unlabelled, DecisionKind.SKIP).notice is None  # no human label: nothing leaves training
