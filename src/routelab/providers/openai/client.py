@@ -24,6 +24,7 @@ from typing import Any
 from routelab.domain import BadInput
 from routelab.providers.base import CallStats
 from routelab.providers.openai import errors
+from routelab.redaction import register_secret
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_TIMEOUT = 60.0
@@ -66,6 +67,7 @@ class OpenAIClient:
         if timeout <= 0:
             raise BadInput("--timeout must be positive")
         self._api_key = api_key
+        register_secret(api_key)  # whatever text echoes it (a proxy's page) is cleaned before it is kept
         self.base_url = base_url
         self.timeout = timeout
         self.policy = policy or RetryPolicy()
@@ -80,8 +82,8 @@ class OpenAIClient:
     def from_settings(cls, settings, **kwargs: Any) -> OpenAIClient:
         return cls(api_key=settings.openai_api_key.get_secret_value(), base_url=settings.openai_base_url, **kwargs)
 
-    def __repr__(self) -> str:  # never the key
-        return f"OpenAIClient(base_url={self.base_url!r})"
+    def __repr__(self) -> str:  # never the key, nor a password in the URL
+        return f"OpenAIClient(base_url={errors.display_url(self.base_url)!r})"
 
     @property
     def endpoint(self) -> str:
