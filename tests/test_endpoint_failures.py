@@ -40,6 +40,7 @@ def test_route_to_an_unreachable_endpoint_is_an_error_naming_it(demo_store, run_
     assert route["action"] is None and not route["valid"] and route["cost"] == 0
     assert route["error"] and f"http://{nowhere}/v1" in route["error"] and "refused" in route["error"].lower()
     assert "gave up after 3 tries" in route["error"]  # nothing listens there: said soon, not after six tries
+    assert r.err.splitlines() == [f"routelab: error: gpt-4.1: {route['error']}"]  # one line: where and why
     r = run_cli("--db", demo_store.path, "route", QUESTION, "--model", "gpt-4.1,local")
     assert r.code == 1 and "(invalid)" not in r.out, r
     [line] = [ln for ln in r.err.splitlines() if ln.startswith("routelab: error: gpt-4.1:")]
