@@ -34,6 +34,7 @@ _NAMED = re.compile(
     r"([\"']?\s*[:=]\s*[\"']?)(?!(?:bearer\s+|basic\s+|token\s+)?\*\*\*)((?:bearer\s+|basic\s+|token\s+)?)"
     r"[^\s\"'&,;<>]+"
 )
+_NAMED_WORDS = ("key", "authorization", "token", "secret")
 # password=X only with "=" (a form or query string): "my password: help" is a question, not a header
 _PASSWORD = re.compile(r"(?i)\b(passw(?:or)?d|pwd)([\"']?\s*=\s*[\"']?)(?!\*\*\*)[^\s\"'&,;<>]+")
 # Bearer / Basic credentials: the token must have a digit or a token character, so prose survives
@@ -78,10 +79,15 @@ def redact(text: str) -> str:
     for secret in _ordered:
         if secret in text:
             text = text.replace(secret, MASK)
-    text = _URL_USERINFO.sub(r"\1", text)
-    text = _NAMED.sub(rf"\1\2\3{MASK}", text)
-    text = _PASSWORD.sub(rf"\1\2{MASK}", text)
-    text = _SCHEME.sub(rf"\1\2{MASK}", text)
+    lower = text.lower()  # cheap tests first: most text has none of these words (a 10 MB JSON dump...)
+    if "@" in text and "://" in text:
+        text = _URL_USERINFO.sub(r"\1", text)
+    if any(word in lower for word in _NAMED_WORDS):
+        text = _NAMED.sub(rf"\1\2\3{MASK}", text)
+    if "pass" in lower or "pwd" in lower:
+        text = _PASSWORD.sub(rf"\1\2{MASK}", text)
+    if "bearer" in lower or "basic" in lower:
+        text = _SCHEME.sub(rf"\1\2{MASK}", text)
     text = _PREFIXED.sub(MASK, text)
     return _LONG.sub(_key_like, text)
 
