@@ -4,23 +4,31 @@ Retries: tenacity on clients built with max_retries=0 (so retries do not multipl
 408/409/429/5xx, timeouts and connection errors, exponential backoff with jitter,
 honouring retry-after(-ms), at most `max_attempts` tries (more for a 429 rate limit,
 which is transient by nature: `max_rate_limited`). 401, 403 and `insufficient_quota`
-are fatal and never retried. The API key is never part of a message we produce.
+are fatal and never retried. A hung server fails a request after `max_timeouts` timeouts
+(not six: a run against it stops in minutes), a refused connection after `max_unreachable`
+tries (nothing listens there: say so soon), a connection that cannot be made at all after
+CONNECT_TIMEOUT, and no request spends more than its `budget` of time on its tries. The
+API key is never part of a message we produce; a failure names the endpoint, without
+credentials.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from routelab.domain import BadInput
-from routelab.providers.base import CallStats, RequestFailed
+from routelab.providers.base import CallStats
 from routelab.providers.openai import errors
+from routelab.redaction import register_secret
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_TIMEOUT = 60.0
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection: a host that drops packets fails fast
 OPTIONAL_PARAMS = ("logprobs", "top_logprobs", "temperature")  # dropped if a model refuses them
 
 
@@ -30,6 +38,9 @@ class RetryPolicy:
     max_rate_limited: int = 20  # tries per request while the answer is 429 rate_limit (with retry-after)
     backoff: float = 0.5  # seconds: the scale of the exponential backoff
     max_wait: float = 60.0  # never sleep longer than this between tries, whatever retry-after says
+    max_unreachable: int = 3  # tries while the connection is refused
+    max_timeouts: int = 2  # tries of one request that may end in a timeout
+    budget: float | None = None  # seconds for all tries of one request (429s aside); None: max(3 x timeout, 60)
 
     def wait(self, attempt: int, exc: BaseException | None) -> float:
         hinted = errors.retry_after_seconds(exc)
@@ -42,6 +53,8 @@ class RetryPolicy:
         """Errors get `max_attempts` tries; rate limits (the server says when to come back) get
         `max_rate_limited` before a request is left for the next run."""
         limit = max(self.max_rate_limited, self.max_attempts) if errors.status_code(exc) == 429 else self.max_attempts
+        if errors.refused(exc):
+            limit = min(limit, self.max_unreachable)
         return tries >= limit
 
 
@@ -54,6 +67,7 @@ class OpenAIClient:
         if timeout <= 0:
             raise BadInput("--timeout must be positive")
         self._api_key = api_key
+        register_secret(api_key)  # whatever text echoes it (a proxy's page) is cleaned before it is kept
         self.base_url = base_url
         self.timeout = timeout
         self.policy = policy or RetryPolicy()
@@ -68,16 +82,34 @@ class OpenAIClient:
     def from_settings(cls, settings, **kwargs: Any) -> OpenAIClient:
         return cls(api_key=settings.openai_api_key.get_secret_value(), base_url=settings.openai_base_url, **kwargs)
 
-    def __repr__(self) -> str:  # never the key
-        return f"OpenAIClient(base_url={self.base_url!r})"
+    def __repr__(self) -> str:  # never the key, nor a password in the URL
+        return f"OpenAIClient(base_url={errors.display_url(self.base_url)!r})"
 
     @property
     def endpoint(self) -> str:
-        """The endpoint as a stable key (the upload cache's)."""
-        return (self.base_url or DEFAULT_BASE_URL).rstrip("/")
+        """The endpoint as a stable key (the upload cache's), without credentials: it is stored."""
+        return errors.display_url(self.base_url or DEFAULT_BASE_URL).rstrip("/")
 
     def error(self, exc: BaseException, *, model: str | None = None, what: str | None = None):
         return errors.to_error(exc, secret=self._api_key, base_url=self.base_url, model=model, what=what)
+
+    def _out_of_time(self, elapsed: float, exc: BaseException | None) -> bool:
+        """Could another try not end within the request's budget? (A 429 says when to come back.)"""
+        if errors.status_code(exc) == 429:
+            return False
+        return elapsed + self.timeout > (self.policy.budget or max(3 * self.timeout, 60.0))
+
+    def _give_up(self, state, tries: int, elapsed: float, earlier_timeouts: int = 0) -> bool:
+        """Tenacity's stop: the policy's tries, the timeouts of this request so far, or its time budget."""
+        exc = state.outcome.exception()
+        state.timeouts = getattr(state, "timeouts", earlier_timeouts) + errors.timed_out(exc)
+        return (self.policy.give_up(tries, exc) or state.timeouts >= self.policy.max_timeouts
+                or self._out_of_time(elapsed, exc))
+
+    def _timeouts(self):
+        import openai
+
+        return openai.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT, self.timeout))
 
     def _note(self, exc: BaseException | None, sleep: float) -> None:
         why = errors.reason(exc)
@@ -95,7 +127,7 @@ class OpenAIClient:
             from openai import AsyncOpenAI
 
             self._aclient = AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0,
-                                        timeout=self.timeout)
+                                        timeout=self._timeouts())
             self._aclient_loop = loop
         return self._aclient
 
@@ -104,7 +136,8 @@ class OpenAIClient:
         if self._sync is None:
             from openai import OpenAI
 
-            self._sync = OpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
+            self._sync = OpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0,
+                                timeout=self._timeouts())
         return self._sync
 
     async def aclose(self) -> None:
@@ -128,7 +161,7 @@ class OpenAIClient:
 
         policy = self.policy
         retrying = Retrying(
-            stop=lambda state: policy.give_up(state.attempt_number, state.outcome.exception()),
+            stop=lambda state: self._give_up(state, state.attempt_number, state.seconds_since_start),
             wait=lambda state: policy.wait(state.attempt_number, state.outcome.exception()),
             before_sleep=lambda state: self._note(state.outcome.exception(),
                                                   state.next_action.sleep if state.next_action else 0.0),
@@ -138,10 +171,14 @@ class OpenAIClient:
             for attempt in retrying:
                 with attempt:
                     self.stats.requests += 1
-                    return fn(*args, **kwargs)
+                    answer = fn(*args, **kwargs)
+                    if isinstance(answer, str):  # the SDK hands back a body that is not JSON as text
+                        raise errors.not_json(answer, secret=self._api_key, base_url=self.base_url, what=what)
+                    return answer
         except RetryError as e:
             last = e.last_attempt
-            raise errors.gave_up(last.exception(), last.attempt_number, secret=self._api_key, what=what) from None
+            raise errors.gave_up(last.exception(), last.attempt_number, secret=self._api_key, what=what,
+                                 base_url=self.base_url) from None
         except openai.APIError as e:
             raise self.error(e, what=what) from None
 
@@ -150,22 +187,26 @@ class OpenAIClient:
     async def chat(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
         """One chat completion with retries (its JSON). Raises FatalProviderError or RequestFailed."""
         self.stats.requests += 1
+        started = time.monotonic()
         try:  # the common case, without building a retry controller
             return await self._create_or_drop(model, body)
         except Exception as first:  # noqa: BLE001 - sorted out below
             if not errors.is_retryable(first):
                 raise self._final(first, model) from None
-            return await self._retry(model, body, first)
+            return await self._retry(model, body, first, started)
 
-    async def _retry(self, model: str, body: dict[str, Any], first: BaseException) -> dict[str, Any]:
+    async def _retry(self, model: str, body: dict[str, Any], first: BaseException, started: float) -> dict[str, Any]:
         from tenacity import AsyncRetrying, RetryError, retry_if_exception
 
         policy = self.policy
+        if policy.give_up(1, first) or self._out_of_time(time.monotonic() - started, first):
+            raise errors.gave_up(first, 1, secret=self._api_key, base_url=self.base_url) from None
         delay = policy.wait(1, first)
         self._note(first, delay)
         await asyncio.sleep(delay)
         retrying = AsyncRetrying(
-            stop=lambda state: policy.give_up(state.attempt_number + 1, state.outcome.exception()),
+            stop=lambda state: self._give_up(state, state.attempt_number + 1, time.monotonic() - started,
+                                             errors.timed_out(first)),
             wait=lambda state: policy.wait(state.attempt_number + 1, state.outcome.exception()),
             before_sleep=lambda state: self._note(state.outcome.exception(),
                                                   state.next_action.sleep if state.next_action else 0.0),
@@ -178,7 +219,8 @@ class OpenAIClient:
                     return await self._create_or_drop(model, body)
         except RetryError as e:
             last = e.last_attempt
-            raise errors.gave_up(last.exception(), last.attempt_number + 1, secret=self._api_key) from None
+            raise errors.gave_up(last.exception(), last.attempt_number + 1, secret=self._api_key,
+                                 base_url=self.base_url) from None
         except Exception as e:  # noqa: BLE001
             raise self._final(e, model) from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -221,5 +263,5 @@ class OpenAIClient:
         # keeps up with a fast endpoint. The body is plain JSON we build ourselves.
         answer = await self.aclient().post("/chat/completions", body={"model": model, **body}, cast_to=object)
         if not isinstance(answer, dict):
-            raise RequestFailed(f"the endpoint answered something that is not a JSON object: {str(answer)[:100]!r}")
+            raise errors.not_json(answer, secret=self._api_key, base_url=self.base_url)
         return answer
