@@ -222,3 +222,53 @@ def test_exported_files_are_ordinary_files(demo_store, tmp_path):
     os.umask(mask)
     for name in ("train.jsonl", "validation.jsonl", "report.json"):
         assert (out / name).stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_streamed_token_counts_are_the_count_functions(demo_store, tmp_path):
+    """Tokens are counted per message as the lines stream; the sums equal count_tokens of each whole line."""
+    demo_store.add_examples([NewExample(text="what does <|endoftext|> mean in my payslip?", split="train",
+                                        label="get_payslip")])  # spelled like a special token: plain text
+    result = export_dataset(demo_store, tmp_path / "out")
+    for part, path in (("train", result.train_path), ("validation", result.validation_path)):
+        counts = [count_tokens(row["messages"]) for row in _lines(path)]
+        assert result.report[part]["tokens"] == sum(counts)
+        assert result.report[part]["max_example_tokens"] == max(counts)
+    assert check_jsonl_file(result.train_path, result.report["token_limit"]) == result.report["train"]["examples"]
+
+
+def test_two_id_ranges_at_once_give_the_same_files(demo_store, monkeypatch):
+    """A big workspace is scanned in two halves, one in a worker process: the files are the same."""
+    import routelab.services.export_scan as scan
+
+    one = build_export(demo_store, ExportOptions(seed=4))
+    monkeypatch.setattr(scan, "PARALLEL_MIN", 0)
+    two = build_export(demo_store, ExportOptions(seed=4))
+    assert two.digest == one.digest and two.report == one.report
+    assert two.data("train") == one.data("train") and two.data("validation") == one.data("validation")
+    assert [ln.example_id for ln in two.train] == [ln.example_id for ln in one.train]
+
+
+def test_near_keys_hash_the_same_on_the_fast_path():
+    from hashlib import blake2b
+
+    from routelab.services.export_scan import key_hash
+
+    for text in ["Can I book Friday off?", "  ?!  ", "", "Ünïcödé — straße", "tab\tand\nnew line", "ALL_CAPS_42",
+                 "emoji 🎉 ok", "日本語のテキスト"]:
+        assert key_hash(text) == blake2b(near_key(text).encode(), digest_size=8).digest(), text
+
+
+def test_check_file_on_disk_counts_every_bad_line(tmp_path):
+    good = {"messages": [{"role": "system", "content": "route " * 50}, {"role": "user", "content": "u"},
+                         {"role": "assistant", "content": "a"}]}
+    path = tmp_path / "train.jsonl"
+    rows = [good] * 3 + [{"messages": [{"role": "user", "content": "x"}]}] * 7 + [good]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
+    with pytest.raises(BadInput) as e:
+        check_jsonl_file(path)
+    assert "example missing assistant message on 7 line(s) (4, 5, 6, 7, 8 ...)" in str(e.value)
+    path.write_text(json.dumps(good) + "\n")
+    limit = count_tokens(good["messages"])  # the repeated system prompt is counted once, the same
+    assert check_jsonl_file(path, limit) == 1
+    with pytest.raises(BadInput, match="over token limit on 1 line"):
+        check_jsonl_file(path, limit - 1)

@@ -1,0 +1,136 @@
+"""Export at the design point: `routelab export` of N labelled questions, as a user runs it.
+
+Builds (or reuses) a workspace under the temp dir: N questions over the HR demo's four
+actions, 70% with a human label, the rest with a teacher's proposal (a few invalid), 2% in
+the test split with a near-identical copy of some in the pool, 5% already in validation,
+a few skipped and flagged. Then runs `python -m routelab export` as a subprocess into a
+fresh directory and prints ONE JSON line: n, seconds, rows/s, peak RSS of the export
+process (getrusage of the children after it exits), bytes written, and the load average.
+
+    python bench/bench_export.py [--n 1000000] [--workdir DIR] [--rebuild]
+
+Target (issue 11): 1M questions in under 30 s and under 500 MB peak on this 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from routelab.domain import Proposal  # noqa: E402
+from routelab.services.demo import demo_data_dir  # noqa: E402
+from routelab.services.importing import import_file  # noqa: E402
+from routelab.services.parsing import read_actions  # noqa: E402
+from routelab.store import ExampleFilter, Store  # noqa: E402
+
+WORDS = ("payslip holiday policy leave book cancel tax code overtime salary bonus sick day week month "
+         "manager complaint card transfer refund pending account balance friday monday urgent please help "
+         "where when how why can could would my the a for on in to is not").split()
+ACTIONS = ["get_policy", "book_holiday", "get_payslip", "escalate"]
+TEACHER = "gpt-4.1"
+BUILT = ".built"  # marker: the workspace finished building (a killed build is rebuilt)
+
+
+def generate_csv(path: Path, n: int, seed: int = 11) -> list[int]:
+    """The questions file; returns the (1-based) rows that get a teacher proposal instead of a label."""
+    rng = random.Random(seed)
+    unlabelled: list[int] = []
+    test_texts: list[str] = []
+    with path.open("w") as f:
+        f.write("text,label,source,split\n")
+        for i in range(1, n + 1):
+            text = " ".join(rng.choices(WORDS, k=rng.randint(4, 14))) + f" {i}"
+            split = "test" if i % 50 == 0 else "validation" if i % 20 == 1 else "train"
+            if split == "test":
+                test_texts.append(text)
+            elif i % 997 == 0 and test_texts:  # a near-identical copy of a test question
+                text = test_texts[-1].upper() + "?!"
+            label = rng.choice(ACTIONS)
+            if split != "test" and rng.random() < 0.3:
+                unlabelled.append(i)
+                label = ""
+            f.write(f"{text},{label},{'synthetic' if i % 3 == 0 else 'user'},{split}\n")
+    return unlabelled
+
+
+def build_workspace(db: Path, n: int) -> None:
+    csv_path = db.with_suffix(".csv")
+    unlabelled = generate_csv(csv_path, n)
+    store = Store.open(db)
+    store.upsert_actions(read_actions(demo_data_dir() / "actions.json"))
+    result = import_file(store, csv_path)
+    assert result.added == n, result
+    csv_path.unlink()
+    first = store.page(ExampleFilter(), limit=1)[0].id  # ids follow the file's rows
+    rng = random.Random(5)
+    for start in range(0, len(unlabelled), 50_000):
+        store.add_proposals([
+            Proposal(example_id=first + i - 1, model=TEACHER, action=None if i % 101 == 0 else rng.choice(ACTIONS),
+                     valid=i % 101 != 0, confidence=round(rng.random(), 3), tokens_in=180, tokens_out=8)
+            for i in unlabelled[start:start + 50_000]
+        ])
+    skip = [(first + i - 1, kind, None, None) for i in unlabelled[:2000] for kind in ["skip" if i % 2 else "flag"]]
+    store.decide_many(skip)
+    store.close()
+    (db.parent / BUILT).write_text(str(n))
+
+
+def workspace(workdir: Path, n: int, rebuild: bool) -> Path:
+    db = workdir / "bench.db"
+    if rebuild or not (workdir / BUILT).is_file() or (workdir / BUILT).read_text() != str(n):
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        t = time.perf_counter()
+        build_workspace(db, n)
+        print(f"built {db} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    return db
+
+
+def bytes_under(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--workdir", type=Path, help="where the workspace is built and kept (default: under the temp dir)")
+    ap.add_argument("--rebuild", action="store_true", help="build the workspace again even if one is there")
+    args = ap.parse_args()
+    workdir = args.workdir or Path(tempfile.gettempdir()) / f"routelab-bench-export-{args.n}"
+    db = workspace(workdir, args.n, args.rebuild)
+    out = workdir / "export"
+    shutil.rmtree(out, ignore_errors=True)
+    os.sync()  # the build's writeback must not compete with the timed export
+    load = os.getloadavg()[0]
+    cmd = [sys.executable, "-m", "routelab", "export", "--db", str(db), "--out", str(out), "--json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"export failed ({proc.returncode}): {proc.stderr.strip()}")
+    report = json.loads(proc.stdout)
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+    print(json.dumps({
+        "bench": "export", "n": args.n, "seconds": round(seconds, 2), "rows_per_s": round(args.n / seconds),
+        "peak_rss_mb": round(peak_kb / 1024, 1), "bytes_written": bytes_under(out),
+        "train": report["train"]["examples"], "validation": report["validation"]["examples"],
+        "left_out": sum(report["left_out"].values()), "load_before": round(load, 2),
+        "load_after": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
+    }))
+
+
+if __name__ == "__main__":
+    main()
