@@ -53,6 +53,7 @@ from routelab.services.export_scan import (
     ScanSpec,
     message_json,
     near_key,
+    open_lean,
     scan_workspace,
 )
 from routelab.services.export_split import split_pool
@@ -117,7 +118,8 @@ class _Lines:
     """Who is on each line of one file, in file order (the lines themselves are on disk)."""
 
     ids: np.ndarray
-    actions: list[str]
+    actions: np.ndarray  # indexes names
+    names: list[str]
     human: np.ndarray
     tokens: np.ndarray
 
@@ -148,7 +150,7 @@ class Export:
         """The lines of one file, read back (for inspection and tests: it holds them all)."""
         meta = self.lines[part]
         rows = self.data(part).decode("utf-8").splitlines()
-        return [ExportLine(int(i), a, "human" if h else "teacher", json.loads(r)["messages"], int(t))
+        return [ExportLine(int(i), meta.names[a], "human" if h else "teacher", json.loads(r)["messages"], int(t))
                 for i, a, h, t, r in zip(meta.ids, meta.actions, meta.human, meta.tokens, rows)]
 
     @property
@@ -199,11 +201,6 @@ class _Pool:
 # ------------------------------------------------------------------ building the export
 
 
-def default_teacher(store: Store) -> str | None:
-    models = store.proposal_models()
-    return models[0] if models else None
-
-
 def exports_root(db_path: Path) -> Path:
     """The folder beside the workspace that holds `finetune`'s exports."""
     return db_path.parent / f"{db_path.stem}-exports"
@@ -212,9 +209,10 @@ def exports_root(db_path: Path) -> Path:
 def _spec(store: Store, opts: ExportOptions, actions: list[Action]) -> ScanSpec:
     """What the scan needs: the catalog, the teacher, the fixed parts of every line and their tokens."""
     names = sorted(a.name for a in actions)
-    teacher = None if opts.reviewed_only else (opts.teacher or default_teacher(store))
-    if opts.teacher and opts.teacher not in store.proposal_models():
+    models = store.proposal_models()
+    if opts.teacher and opts.teacher not in models:
         raise BadInput(f"no proposals from teacher {opts.teacher!r} in this workspace")
+    teacher = None if opts.reviewed_only else (opts.teacher or (models[0] if models else None))
     answers = [{"role": "assistant", "content": assistant_answer(a)} for a in names]
     system = router_system_prompt(actions)
     return ScanSpec(
@@ -226,14 +224,15 @@ def _spec(store: Store, opts: ExportOptions, actions: list[Action]) -> ScanSpec:
 
 
 def _arrays(values: list, dtype) -> np.ndarray:
+    """One array of a field of every range (arrays or bytes), in range order."""
     return np.concatenate([np.frombuffer(v, dtype=dtype) if len(v) else np.empty(0, dtype) for v in values])
 
 
-def _scan(store: Store, spec: ScanSpec, staged: Path) -> _Pool:
+def _scan(reader: Store, spec: ScanSpec, staged: Path) -> _Pool:
     """Scan the workspace into a pool; drop what is near-identical to a test question."""
-    ranges, spools = scan_workspace(store, spec, staged)
-    lengths = [np.frombuffer(r.lengths, dtype=np.int64) if len(r.lengths) else np.empty(0, np.int64) for r in ranges]
-    offsets = np.concatenate([np.cumsum(x) - x for x in lengths])
+    ranges, _spools = scan_workspace(reader, spec, staged)
+    lengths = [np.frombuffer(r.lengths, dtype=np.int32) if len(r.lengths) else np.empty(0, np.int32) for r in ranges]
+    offsets = np.concatenate([np.cumsum(x, dtype=np.int64) - x for x in lengths])
     spool = np.concatenate([np.full(len(x), i, dtype=np.int8) for i, x in enumerate(lengths)])
     left_out: dict[str, int] = {"test_split": sum(len(r.test_keys) // KEY_BYTES for r in ranges)}
     for r in ranges:
@@ -248,7 +247,7 @@ def _scan(store: Store, spec: ScanSpec, staged: Path) -> _Pool:
         ids=_arrays([r.ids for r in ranges], np.int64)[keep], keys=keys[keep],
         actions=_arrays([r.actions for r in ranges], np.uint16)[keep],
         flags=_arrays([r.flags for r in ranges], np.uint8)[keep],
-        tokens=_arrays([r.tokens for r in ranges], np.int64)[keep],
+        tokens=_arrays([r.tokens for r in ranges], np.int32)[keep],
         spool=spool[keep], offset=offsets[keep], length=np.concatenate(lengths)[keep], left_out=left_out,
     )
 
@@ -312,12 +311,17 @@ def build_export(store: Store, opts: ExportOptions = ExportOptions(), *, beside:
     actions: list[Action] = store.actions()
     if not actions:
         raise BadInput("the workspace has no actions: add some with `routelab actions add` first")
-    spec = _spec(store, opts, actions)
+    with open_lean(str(store.path)) as reader:  # the caller's connection (the app's) stays as it was
+        spec = _spec(reader, opts, actions)
+        target = Path(beside) if beside is not None else exports_root(Path(store.path)) / "staging"
+        staged, made = staging_dir(target.parent, target.name)
+        try:
+            pool = _scan(reader, spec, staged)
+        except BaseException:
+            _discard([staged], made)
+            raise
     names, limit = list(spec.actions), opts.token_limit or token_limit_for(opts.base_model)
-    target = Path(beside) if beside is not None else exports_root(Path(store.path)) / "staging"
-    staged, made = staging_dir(target.parent, target.name)
     try:
-        pool = _scan(store, spec, staged)
         split = split_pool(names, pool.keys, pool.actions, (pool.flags & WAS_VALIDATION) > 0,
                            opts.val_fraction, opts.seed)
         _check(pool, split.train, split.validation, actions, names, opts, limit)
@@ -342,8 +346,7 @@ def build_export(store: Store, opts: ExportOptions = ExportOptions(), *, beside:
 
 def _lines(pool: _Pool, order: list[int], names: list[str]) -> _Lines:
     idx = np.array(order, dtype=np.int64)
-    return _Lines(pool.ids[idx], [names[a] for a in pool.actions[idx].tolist()], (pool.flags[idx] & HUMAN) > 0,
-                  pool.tokens[idx])
+    return _Lines(pool.ids[idx], pool.actions[idx], names, (pool.flags[idx] & HUMAN) > 0, pool.tokens[idx])
 
 
 # ------------------------------------------------------------------ writing
@@ -373,7 +376,8 @@ def write_export(store: Store, export: Export, out_dir: Path | str, *, save_spli
     export.dir, export._staged[0] = real, None
     remove_empty(export.made)  # e.g. the exports folder, when the export went to another file system
     if save_split and export.new_validation_ids:
-        store.set_split(export.new_validation_ids, "validation")
+        with open_lean(str(store.path)) as lean:  # touches pages all over the table: not the caller's cache
+            lean.set_split(export.new_validation_ids, "validation")
     val = out / "validation.jsonl" if "validation" in files else None
     return ExportResult(out, out / "train.jsonl", val, report, reused, files)
 

@@ -10,6 +10,7 @@ building each row's Example and counting its tokens is what the time goes on.
 from __future__ import annotations
 
 import json
+import os
 import re
 from array import array
 from collections import Counter
@@ -24,8 +25,10 @@ from routelab.services.export_checks import count_tokens
 from routelab.services.offload import iterate_in_process
 from routelab.store import ExampleFilter, Store
 
-PAGE = 5000  # examples per keyset page (and per message from the worker)
+PAGE = 5000  # examples per keyset page
 PARALLEL_MIN = 150_000  # below this a worker process costs more (~1.3 s of CPU to start) than it saves
+STARTUP_ROWS = 60_000  # rows scanned in the time a worker takes to start
+LEAN_CACHE_KIB = 16_384  # SQLite page cache of the export's own connections
 HUMAN, WAS_VALIDATION = 1, 2  # bits of ScanPage.flags
 KEY_BYTES = 8  # a near-duplicate key is kept as 64 bits of its hash, little-endian
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -84,8 +87,8 @@ class ScanPage:
     keys: bytearray = field(default_factory=bytearray)  # KEY_BYTES per example
     actions: array = field(default_factory=lambda: array("H"))
     flags: array = field(default_factory=lambda: array("B"))
-    tokens: array = field(default_factory=lambda: array("q"))
-    lengths: array = field(default_factory=lambda: array("q"))  # bytes of the line in the spool
+    tokens: array = field(default_factory=lambda: array("i"))
+    lengths: array = field(default_factory=lambda: array("i"))  # bytes of the line in the spool
     test_keys: bytearray = field(default_factory=bytearray)
     left_out: Counter[str] = field(default_factory=Counter)
 
@@ -135,37 +138,52 @@ def _render(e: Example, answer: str) -> tuple[bytes, list[dict[str, str]]]:
 
 
 def scan_page(store: Store, spec: ScanSpec, page: list[Example], spool) -> ScanPage:
-    """Label, key, render and count one page; the rendered lines are appended to `spool`."""
-    out = ScanPage()
+    """Label, key, render and count one page; the rendered lines are appended to `spool`.
+
+    The hot loop of an export (a million rows): methods are bound once, nothing is looked up twice.
+    """
+    out, lines = ScanPage(), []
     index = {name: i for i, name in enumerate(spec.actions)}
     teacher = _teacher_answers(store, spec, page)
-    fixed, answers, answer_tokens = spec.fixed_tokens - 3, spec.answers, spec.answer_tokens
+    fixed, answers, answer_tokens, left_out = spec.fixed_tokens - 3, spec.answers, spec.answer_tokens, out.left_out
+    add_id, add_action, add_flags = out.ids.append, out.actions.append, out.flags.append
+    add_tokens, add_length, add_line = out.tokens.append, out.lengths.append, lines.append
     for e in page:
+        text = e.text
         if e.split == "test":
-            out.test_keys += key_hash(e.text)
+            out.test_keys += key_hash(text)
             continue
-        labelled = _label(e, teacher, out.left_out)
+        labelled = _label(e, teacher, left_out)
         if labelled is None:
             continue
         a = index.get(labelled[0])
         if a is None:
-            out.left_out["inactive_action"] += 1
+            left_out["inactive_action"] += 1
             continue
         data, turns = _render(e, answers[a])
-        spool.write(data)
-        out.ids.append(e.id)
-        out.keys += key_hash(e.text)
-        out.actions.append(a)
-        out.flags.append(labelled[1] | (WAS_VALIDATION if e.split == "validation" else 0))
-        out.tokens.append(fixed + count_tokens(turns) + answer_tokens[a])  # the sum over messages
-        out.lengths.append(len(data))
+        add_line(data)
+        add_id(e.id)
+        out.keys += key_hash(text)
+        add_action(a)
+        add_flags(labelled[1] | (WAS_VALIDATION if e.split == "validation" else 0))
+        add_tokens(fixed + count_tokens(turns) + answer_tokens[a])  # the sum over messages
+        add_length(len(data))
+    spool.write(b"".join(lines))
     return out
 
 
-def scan_range(spec: ScanSpec, store: Store | None = None) -> Iterator[ScanPage]:
+def open_lean(path: str) -> Store:
+    """A connection of the export's own, with a small page cache: the workspace's (256 MiB) would fill
+    with the pages a scan reads once (or an update of the split touches), and stay in the caller's
+    memory (the app's) afterwards."""
+    store = Store.open(path, create=False)
+    store.conn.execute(f"PRAGMA cache_size = -{LEAN_CACHE_KIB}")
+    return store
+
+
+def scan_range(spec: ScanSpec, reader: Store | None = None) -> Iterator[ScanPage]:
     """Keyset-page through one id range, yielding what each page came to (module level: a worker runs it)."""
-    own = store is None
-    store = store or Store.open(spec.db_path, create=False)
+    store = reader or open_lean(spec.db_path)
     try:
         with open(spec.spool, "wb", buffering=1 << 20) as spool:
             after = spec.after
@@ -178,73 +196,69 @@ def scan_range(spec: ScanSpec, store: Store | None = None) -> Iterator[ScanPage]
                 yield scan_page(store, spec, page, spool)
                 after = page[-1].id
     finally:
-        if own:
+        if reader is None:
             store.close()
 
 
 def _ranges(store: Store) -> list[tuple[int, int | None]]:
     """One id range, or two halves when the workspace is big enough for a second process to pay."""
     first, last = store.page(ExampleFilter(), limit=1), store.page(ExampleFilter(), before=2**62, limit=1)
-    if not first or store.count() < PARALLEL_MIN:
+    n = last[0].id - first[0].id + 1 if first else 0  # about the count (ids are dense), without counting
+    if n < PARALLEL_MIN:
         return [(0, None)]
-    mid = (first[0].id + last[0].id) // 2
+    # ids are about dense; the worker gets fewer rows, as its start-up costs about STARTUP_ROWS
+    mid = first[0].id + (last[0].id - first[0].id) * (n + STARTUP_ROWS) // (2 * n)
     return [(0, mid), (mid, None)]
 
 
-class _Started:
-    """A worker's page stream whose first page (and the worker's start-up, ~0.5 s) is awaited in a
-    thread, so this process scans its own range meanwhile. Later pages are taken here, in turn."""
+def scan_range_whole(spec: ScanSpec) -> Iterator[ScanPage | None]:
+    """scan_range for a worker: None at once (it has started), then the whole range in one message,
+    so the worker never waits for the caller to read a page."""
+    yield None
+    parent, whole = os.getppid(), ScanPage()
+    for page in scan_range(spec):
+        if os.getppid() != parent:
+            return  # the caller was killed: nobody will read this
+        whole.extend(page)
+    yield whole
 
-    def __init__(self, pages: Iterator[ScanPage]):
-        self.pages = pages
-        self._first = ThreadPoolExecutor(1, thread_name_prefix="export-worker")
-        self._future = self._first.submit(next, pages, None)
 
-    def next(self) -> ScanPage | None:
-        if self._future is not None:
-            future, self._future = self._future, None
-            self._first.shutdown()
-            return future.result()
-        return next(self.pages, None)
+class _Worker:
+    """A worker process scanning one range; its start-up (~1 s) is awaited in a thread, so this
+    process scans its own range meanwhile."""
+
+    def __init__(self, spec: ScanSpec):
+        self.messages = iterate_in_process(scan_range_whole, spec)
+        self._starting = ThreadPoolExecutor(1, thread_name_prefix="export-worker")
+        self._started = self._starting.submit(next, self.messages, None)
+
+    def result(self) -> ScanPage:
+        self._started.result()
+        self._starting.shutdown()
+        whole = next(self.messages)
+        assert whole is not None
+        return whole
 
     def close(self) -> None:
-        self._first.shutdown()  # the generator cannot be closed while the thread is inside it
-        self.pages.close()
+        self._starting.shutdown()  # the generator cannot be closed while the thread is inside it
+        self.messages.close()  # stops the worker if it is still running
 
 
-class _Here:
-    def __init__(self, pages: Iterator[ScanPage]):
-        self.pages = pages
-
-    def next(self) -> ScanPage | None:
-        return next(self.pages, None)
-
-    def close(self) -> None:
-        self.pages.close()
-
-
-def scan_workspace(store: Store, base: ScanSpec, spool_dir: Path) -> tuple[list[ScanPage], list[Path]]:
+def scan_workspace(reader: Store, base: ScanSpec, spool_dir: Path) -> tuple[list[ScanPage], list[Path]]:
     """Scan every example, in id ranges at once; returns each range's result and spool, in id order.
 
-    The first range is scanned here, the other in a worker process, a page of each in turn so
-    both cores stay busy; an error (or Ctrl-C) here stops the worker.
+    The first range is scanned here (through `reader`, from open_lean), the other by a worker
+    process at the same time; an error (or Ctrl-C) here stops the worker.
     """
-    ranges = _ranges(store)
+    ranges = _ranges(reader)
     spools = [spool_dir / f"spool-{i}.bin" for i in range(len(ranges))]
     specs = [replace(base, spool=str(p), after=a, last=b) for p, (a, b) in zip(spools, ranges)]
-    parts: list[_Here | _Started] = [_Started(iterate_in_process(scan_range, s)) for s in specs[1:]]
-    parts.insert(0, _Here(scan_range(specs[0], store)))
-    results = [ScanPage() for _ in parts]
+    workers = [_Worker(s) for s in specs[1:]]
     try:
-        active = list(range(len(parts)))
-        while active:
-            for i in list(active):
-                page = parts[i].next()
-                if page is None:
-                    active.remove(i)
-                else:
-                    results[i].extend(page)
+        here = ScanPage()
+        for page in scan_range(specs[0], reader):
+            here.extend(page)
+        return [here, *(w.result() for w in workers)], spools
     finally:
-        for p in parts:
-            p.close()
-    return results, spools
+        for w in workers:
+            w.close()
