@@ -272,3 +272,17 @@ def test_check_file_on_disk_counts_every_bad_line(tmp_path):
     assert check_jsonl_file(path, limit) == 1
     with pytest.raises(BadInput, match="over token limit on 1 line"):
         check_jsonl_file(path, limit - 1)
+
+
+def test_a_line_separator_inside_a_message_is_not_a_line_break(demo_store, tmp_path):
+    """U+2028 is kept raw in JSON (ensure_ascii=False); only "\\n" ends a line of the file."""
+    from routelab.domain import Message
+
+    history = [Message(role="user", content="my payslip\u2028is wrong"), Message(role="assistant", content="Which month?")]
+    demo_store.add_examples([NewExample(text="May", conversation=history, split="train", label="get_payslip")])
+    result = export_dataset(demo_store, tmp_path / "out", ExportOptions(val_fraction=0.0))
+    assert "\u2028" in result.train_path.read_text(encoding="utf-8")
+    assert check_jsonl_file(result.train_path) == result.report["train"]["examples"]
+    ex = build_export(demo_store, ExportOptions(val_fraction=0.0))
+    line = next(ln for ln in ex.train if ln.messages[-2]["content"] == "May")
+    assert line.messages[1]["content"] == "my payslip\u2028is wrong" and line.action == "get_payslip"

@@ -61,7 +61,7 @@ from routelab.services.export_write import (
     check_target,
     move_beside,
     remove_empty,
-    remove_old_temporaries,
+    remove_file_temporaries,
     replace_file,
     same_files,
     sha256_file,
@@ -149,7 +149,7 @@ class Export:
     def _read(self, part: str) -> list[ExportLine]:
         """The lines of one file, read back (for inspection and tests: it holds them all)."""
         meta = self.lines[part]
-        rows = self.data(part).decode("utf-8").splitlines()
+        rows = self.data(part).split(b"\n")[:-1]  # not splitlines(): a text may hold U+2028
         return [ExportLine(int(i), meta.names[a], "human" if h else "teacher", json.loads(r)["messages"], int(t))
                 for i, a, h, t, r in zip(meta.ids, meta.actions, meta.human, meta.tokens, rows)]
 
@@ -360,13 +360,15 @@ def write_export(store: Store, export: Export, out_dir: Path | str, *, save_spli
     """
     out = Path(out_dir)
     real = out.resolve() if out.is_symlink() else out
+    if export._staged[0] is None and export.dir != real:
+        raise ValueError(f"this export was already written to {export.dir}")
     check_target(real)
     files = {part: {"path": str(out / f"{part}.jsonl"), **export.files[part]} for part in PARTS if part in export.files}
     report = {**export.report, "files": files, "digest": export.digest}
     text = (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     reused = real.is_dir() and same_files(export.dir, real, ("train.jsonl", "validation.jsonl"))
     if reused:
-        remove_old_temporaries(real)
+        remove_file_temporaries(real)
         replace_file(real / "report.json", text)
         if export.dir != real:
             export.discard()

@@ -22,8 +22,9 @@ from pathlib import Path
 from routelab.domain import BadInput
 
 EXPORT_FILES = ("train.jsonl", "validation.jsonl", "report.json")
-# what earlier versions left inside an export directory when killed (file-by-file temporaries)
-_OLD_TEMP = re.compile(r"^\.(train\.jsonl|validation\.jsonl|report\.json)\..+\.tmp$")
+# temporaries of one file inside an export directory: a reused export's new report, and what
+# earlier versions (which replaced file by file) left there when killed
+_FILE_TEMP = re.compile(r"^\.(train\.jsonl|validation\.jsonl|report\.json)\..+\.tmp$")
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.routelab-(?P<kind>tmp|old)-(?P<pid>\d+)(?:-\d+)?$")
 _CHUNK = 4 << 20  # bytes assembled before each write (and hash update)
 _SYNC_EVERY = 64 << 20  # bytes written between background flushes to disk
@@ -209,7 +210,7 @@ def write_file(path: Path, data: bytes) -> None:
 
 def replace_file(path: Path, data: bytes) -> None:
     """Atomically replace one file (the report of a reused export)."""
-    tmp = path.parent / f".{path.name}.routelab-tmp-{os.getpid()}-{next(_counter)}"
+    tmp = path.parent / f".{path.name}.{os.getpid()}-{next(_counter)}.tmp"
     try:
         write_file(tmp, data)
         os.replace(tmp, path)
@@ -245,17 +246,18 @@ def check_target(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: exists and is not a directory")
     if out.is_dir():
-        other = sorted(p.name for p in out.iterdir() if p.name not in EXPORT_FILES and not _OLD_TEMP.match(p.name))
+        other = sorted(p.name for p in out.iterdir()
+                       if p.name not in EXPORT_FILES and not _FILE_TEMP.match(p.name))
         if other:
             shown = ", ".join(other[:3]) + (f" (+{len(other) - 3} more)" if len(other) > 3 else "")
             raise BadInput(f"{out}: holds files that are not part of an export ({shown}); "
                            "export into a new or empty directory")
 
 
-def remove_old_temporaries(out: Path) -> None:
-    """Temporary files an earlier version left inside the export directory when it was killed."""
+def remove_file_temporaries(out: Path) -> None:
+    """Temporaries of single files inside the export directory, left by a kill (see _FILE_TEMP)."""
     for p in out.iterdir():
-        if _OLD_TEMP.match(p.name):
+        if _FILE_TEMP.match(p.name):
             p.unlink(missing_ok=True)
 
 
