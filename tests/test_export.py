@@ -286,3 +286,20 @@ def test_a_line_separator_inside_a_message_is_not_a_line_break(demo_store, tmp_p
     ex = build_export(demo_store, ExportOptions(val_fraction=0.0))
     line = next(ln for ln in ex.train if ln.messages[-2]["content"] == "May")
     assert line.messages[1]["content"] == "my payslip\u2028is wrong" and line.action == "get_payslip"
+
+
+def test_a_line_never_has_more_tokens_than_bytes():
+    """Why check_jsonl_file counts only lines longer than the limit: tokens <= bytes of the line."""
+    import random
+
+    rng = random.Random(3)
+    alphabet = ["a", "é", "日", "🎉", " ", "\n", '"', "\\", "<|endoftext|>", "0"]
+    for _ in range(300):
+        messages = [{"role": rng.choice(["system", "user", "assistant"]),
+                     "content": "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))}
+                    for _ in range(rng.randint(1, 4))]
+        if rng.random() < 0.3:
+            messages[0]["name"] = rng.choice(["x", "日本"])
+        row = {"messages": messages}
+        for line in (json.dumps(row, ensure_ascii=False), json.dumps(row, separators=(",", ":"), ensure_ascii=False)):
+            assert count_tokens(messages) <= len(line.encode("utf-8")), line

@@ -176,22 +176,28 @@ class _Errors:
 
 
 def check_jsonl_file(path: Path, token_limit: int | None = None) -> int:
-    """Re-check a file on disk before it is uploaded. Returns its line count; raises BadInput."""
+    """Re-check a file on disk before it is uploaded. Returns its line count; raises BadInput.
+
+    Lines are read as bytes (only "\n" ends one). A line of at most `token_limit` bytes is
+    within the limit without counting: each token is at least one byte, and the JSON around
+    every message is longer than the tokens the count adds for it.
+    """
     bad_json, errors, counter, n = _Errors(), _Errors(), TokenCounter(), 0
     try:
-        with Path(path).open(encoding="utf-8") as f:
+        with Path(path).open("rb") as f:
             for i, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
                 n += 1
                 try:
                     row = json.loads(line)
-                except ValueError:
+                except ValueError:  # UnicodeDecodeError too
                     bad_json.add("invalid_json", i)
                     continue
-                for kind in dict.fromkeys(row_errors(row, token_limit, counter)):
+                limit = token_limit if token_limit is not None and len(line) > token_limit else None
+                for kind in dict.fromkeys(row_errors(row, limit, counter)):
                     errors.add(kind, i)
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise BadInput(f"{path}: cannot read ({e})") from None
     if bad_json.count or errors.count:
         for kind in errors.count:  # invalid JSON first, as the file reads

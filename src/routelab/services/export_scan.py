@@ -54,7 +54,7 @@ def _near_key_bytes(text: str) -> bytes:
 
 def key_hash(text: str) -> bytes:
     """64 bits of the text's near-duplicate key: fixed size whatever the text's length, the same in
-    every process (a collision among a million keys has odds of about 1 in 30 million, and would
+    every process (a collision among a million keys has odds of about 1 in 37 million, and would
     only keep two unrelated groups on one side of the split)."""
     return blake2b(_near_key_bytes(text), digest_size=KEY_BYTES).digest()
 
