@@ -54,8 +54,9 @@ def _validation_groups(names: list[str], sizes: np.ndarray, top: np.ndarray, pin
     """Which groups go to validation: per action, the pinned ones, then shuffled ones while they fit."""
     chosen = pinned.copy()
     size = sizes.tolist()
-    for a in np.unique(top).tolist():
-        groups = np.flatnonzero(top == a)
+    by_action = np.argsort(top, kind="stable")  # groups of each action together, still in key order
+    actions, starts = np.unique(top[by_action], return_index=True)
+    for a, groups in zip(actions.tolist(), np.split(by_action, starts[1:])):
         n = int(sizes[groups].sum())
         target = min(round(val_fraction * n), n - 1)
         taken = int(sizes[groups][pinned[groups]].sum())
