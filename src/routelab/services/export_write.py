@@ -101,9 +101,9 @@ def write_lines(path: Path, head: bytes, lines: Iterable[tuple[int, int, int]], 
                 hashes: list) -> tuple[int, int]:
     """Write head + spooled line for each (spool, offset, length), feeding every byte to `hashes`.
 
-    Returns (lines, bytes). Lines are assembled here while a thread hashes and writes the
-    previous chunk (hashlib and write release the GIL), so two cores share the work. The file
-    is fsynced and made an ordinary file (0666 less the umask).
+    Returns (lines, bytes). Lines are assembled here while threads write and hash the
+    previous chunks (write and hashlib release the GIL). The file is fsynced and made an
+    ordinary file (0666 less the umask).
     """
     n = size = 0
     pread = os.pread
@@ -124,14 +124,34 @@ def write_lines(path: Path, head: bytes, lines: Iterable[tuple[int, int, int]], 
     return n, size
 
 
+class _Hasher:
+    """A thread feeding the chunks it is given to one hash (hashlib releases the GIL while it works)."""
+
+    def __init__(self, h):
+        self.h = h
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=3)
+        self.thread = threading.Thread(target=self._run, name="export-hash", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self.queue.get()) is not None:
+            self.h.update(chunk)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+
 class _ChunkWriter:
-    """A thread that hashes and writes the chunks it is given, in order, then fsyncs the file."""
+    """Threads that write the chunks they are given, in order, then fsync the file; and feed them to
+    the hashes (the file's own, the export's digest), one thread each, so the cores share the work."""
 
     def __init__(self, f, hashes: list):
-        self.f, self.hashes = f, hashes
+        self.f = f
         self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=3)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="export-writer", daemon=True)
+        self.hashers = [_Hasher(h) for h in hashes]
 
     def __enter__(self) -> _ChunkWriter:
         self.thread.start()
@@ -140,14 +160,14 @@ class _ChunkWriter:
     def put(self, chunk: bytes) -> None:
         if self.error is not None:
             raise self.error
+        for hasher in self.hashers:
+            hasher.queue.put(chunk)
         self.queue.put(chunk)
 
     def _run(self) -> None:
         syncer, unsynced = _Syncer(self.f.fileno()), 0
         try:
             while (chunk := self.queue.get()) is not None:
-                for h in self.hashes:
-                    h.update(chunk)
                 self.f.write(chunk)
                 unsynced += len(chunk)
                 if unsynced >= _SYNC_EVERY:
@@ -164,6 +184,8 @@ class _ChunkWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.queue.put(None)
+        for hasher in self.hashers:
+            hasher.close()
         self.thread.join()
         if self.error is not None and exc[0] is None:
             raise self.error
