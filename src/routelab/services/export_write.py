@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import re
 import shutil
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 from routelab.domain import BadInput
+from routelab.services.export_sink import ChunkWriter
 
 EXPORT_FILES = ("train.jsonl", "validation.jsonl", "report.json")
 # temporaries of one file inside an export directory: a reused export's new report, and what
@@ -27,7 +26,6 @@ EXPORT_FILES = ("train.jsonl", "validation.jsonl", "report.json")
 _FILE_TEMP = re.compile(r"^\.(train\.jsonl|validation\.jsonl|report\.json)\..+\.tmp$")
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.routelab-(?P<kind>tmp|old)-(?P<pid>\d+)(?:-\d+)?$")
 _CHUNK = 4 << 20  # bytes assembled before each write (and hash update)
-_SYNC_EVERY = 64 << 20  # bytes written between background flushes to disk
 _counter = iter(range(1, 1 << 62))
 
 
@@ -102,12 +100,12 @@ def write_lines(path: Path, head: bytes, lines: Iterable[tuple[int, int, int]], 
     """Write head + spooled line for each (spool, offset, length), feeding every byte to `hashes`.
 
     Returns (lines, bytes). Lines are assembled here while threads write and hash the
-    previous chunks (write and hashlib release the GIL). The file is fsynced and made an
-    ordinary file (0666 less the umask).
+    previous chunks (export_sink). The file is fsynced and made an ordinary file (0666 less
+    the umask).
     """
     n = size = 0
     pread = os.pread
-    with path.open("wb") as f, _ChunkWriter(f, hashes) as writer:
+    with ChunkWriter(path, hashes) as writer:
         parts: list[bytes] = []
         pending = 0
         for s, offset, length in lines:
@@ -122,103 +120,6 @@ def write_lines(path: Path, head: bytes, lines: Iterable[tuple[int, int, int]], 
         size += pending
     os.chmod(path, 0o666 & ~_UMASK)
     return n, size
-
-
-class _Hasher:
-    """A thread feeding the chunks it is given to one hash (hashlib releases the GIL while it works)."""
-
-    def __init__(self, h):
-        self.h = h
-        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=3)
-        self.thread = threading.Thread(target=self._run, name="export-hash", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while (chunk := self.queue.get()) is not None:
-            self.h.update(chunk)
-
-    def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-
-
-class _ChunkWriter:
-    """Threads that write the chunks they are given, in order, then fsync the file; and feed them to
-    the hashes (the file's own, the export's digest), one thread each, so the cores share the work."""
-
-    def __init__(self, f, hashes: list):
-        self.f = f
-        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=3)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="export-writer", daemon=True)
-        self.hashers = [_Hasher(h) for h in hashes]
-
-    def __enter__(self) -> _ChunkWriter:
-        self.thread.start()
-        return self
-
-    def put(self, chunk: bytes) -> None:
-        if self.error is not None:
-            raise self.error
-        for hasher in self.hashers:
-            hasher.queue.put(chunk)
-        self.queue.put(chunk)
-
-    def _run(self) -> None:
-        syncer, unsynced = _Syncer(self.f.fileno()), 0
-        try:
-            while (chunk := self.queue.get()) is not None:
-                self.f.write(chunk)
-                unsynced += len(chunk)
-                if unsynced >= _SYNC_EVERY:
-                    syncer.nudge()
-                    unsynced = 0
-            self.f.flush()
-            syncer.close()
-            os.fsync(self.f.fileno())
-        except BaseException as e:  # noqa: BLE001 - raised in the caller's thread
-            syncer.close()
-            self.error = e
-            while self.queue.get() is not None:  # let the caller finish putting
-                pass
-
-    def __exit__(self, *exc: object) -> None:
-        self.queue.put(None)
-        for hasher in self.hashers:
-            hasher.close()
-        self.thread.join()
-        if self.error is not None and exc[0] is None:
-            raise self.error
-
-
-class _Syncer:
-    """Puts a growing file on disk in the background, so the final fsync finds little left: the
-    kernel would otherwise keep gigabytes dirty until then, and the disk would wait for the CPU
-    work instead of overlapping it."""
-
-    def __init__(self, fd: int):
-        self.fd, self.wake, self.done = fd, threading.Event(), False
-        self.thread = threading.Thread(target=self._run, name="export-sync", daemon=True)
-        self.thread.start()
-
-    def nudge(self) -> None:
-        self.wake.set()
-
-    def _run(self) -> None:
-        while True:
-            self.wake.wait()
-            self.wake.clear()
-            if self.done:
-                return
-            try:
-                os.fdatasync(self.fd)
-            except OSError:
-                return  # the final fsync reports it
-
-    def close(self) -> None:
-        self.done = True
-        self.wake.set()
-        self.thread.join()
 
 
 def write_file(path: Path, data: bytes) -> None:
