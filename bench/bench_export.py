@@ -5,7 +5,8 @@ actions, 70% with a human label, the rest with a teacher's proposal (a few inval
 the test split with a near-identical copy of some in the pool, 5% already in validation,
 a few skipped and flagged. Then runs `python -m routelab export` as a subprocess into a
 fresh directory and prints ONE JSON line: n, seconds, rows/s, peak RSS of the export
-process (getrusage of the children after it exits: the largest process alone), the peak of
+process (its rusage from wait4 after it exits, as getrusage(RUSAGE_CHILDREN) gives it: the
+largest of the export and its worker), the peak of
 the export and its worker together (their PSS, sampled from /proc every 250 ms), CPU seconds
 (user + system, both processes), bytes written, and the load average before and after
 (others share these cores, so the CPU seconds are the steadier figure).
@@ -21,7 +22,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -131,7 +131,7 @@ def _tree_pss_kb(pid: int) -> int:
 
 
 def _sample_tree(proc: subprocess.Popen, peak: list[int]) -> None:
-    while proc.poll() is None:
+    while proc.returncode is None:
         peak[0] = max(peak[0], _tree_pss_kb(proc.pid))
         time.sleep(0.25)
 
@@ -155,18 +155,23 @@ def main() -> None:
     cmd = [sys.executable, "-m", "routelab", "export", "--db", str(db), "--out", str(out), "--json"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    tree_peak = [0]  # the export and its worker together (getrusage gives the largest one alone)
-    sampler = threading.Thread(target=_sample_tree, args=(proc, tree_peak), daemon=True)
-    sampler.start()
-    stdout, stderr = proc.communicate()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    tree_peak = [0]  # the export and its worker together (the rusage gives the largest one alone)
+    output: dict[str, bytes] = {}
+    readers = [threading.Thread(target=lambda k, f: output.__setitem__(k, f.read()), args=(k, f), daemon=True)
+               for k, f in (("out", proc.stdout), ("err", proc.stderr))]
+    for r in (*readers, threading.Thread(target=_sample_tree, args=(proc, tree_peak), daemon=True)):
+        r.start()
+    # the rusage of this child alone (RUSAGE_CHILDREN would add a workspace build's import worker)
+    _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t
-    sampler.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    for r in readers:
+        r.join()
     if proc.returncode != 0:
-        raise SystemExit(f"export failed ({proc.returncode}): {stderr.strip()}")
-    report = json.loads(stdout)
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    peak_kb = usage.ru_maxrss  # KiB on Linux
+        raise SystemExit(f"export failed ({proc.returncode}): {output['err'].decode().strip()}")
+    report = json.loads(output["out"])
+    peak_kb = usage.ru_maxrss  # KiB on Linux: the largest of the export and the worker it waited for
     print(json.dumps({
         "bench": "export", "n": args.n, "seconds": round(seconds, 2), "rows_per_s": round(args.n / seconds),
         "peak_rss_mb": round(peak_kb / 1024, 1), "peak_tree_pss_mb_sampled": round(tree_peak[0] / 1024, 1),
