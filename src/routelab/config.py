@@ -25,7 +25,6 @@ from routelab.redaction import register_secret
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROUTELAB_", extra="ignore")
 
-    db: Path = Path("routelab.db")
     data_dir: Path | None = None  # where `routelab demo` keeps its workspace
     teacher: str = "gpt-4.1"  # the OpenAI teacher model
     spend_limit: float = 5.0  # USD: above this estimate, ask before spending
