@@ -14,7 +14,10 @@ do not pay for them. A plugin that fails to load is left out, and `load_errors()
 Which backend serves a model id (`resolve`), in this order:
 1. an id a backend serves without training (`teacher_ids`, e.g. "local");
 2. a model trained in this workspace: the backend that trained it (its `provider`);
-3. anything else: the default remote backend (`openai`, any OpenAI-compatible endpoint).
+3. anything else: the default remote backend (`openai`, any OpenAI-compatible endpoint),
+   which reads a `NAME/MODEL` id as MODEL on the workspace's endpoint NAME (`routelab
+   endpoints add`; split at the first `/`) and any other id as a model of the default
+   endpoint (OPENAI_BASE_URL, else OpenAI): providers/openai/endpoints.py.
 """
 
 from __future__ import annotations
@@ -132,7 +135,7 @@ def router(store, model_id: str, settings, *, provider: str | None = None, **opt
     if provider is not None and backend.name != provider:
         raise BadInput(f"{model_id!r} is not a {provider} model (it belongs to {backend.name}); "
                        f"use --provider {backend.name}, or --model {get(provider).default_teacher(settings)}")
-    backend.require(settings, f"model {model_id!r}")
+    backend.require_model(store, model_id, settings, f"model {model_id!r}")
     return backend.router(model_id, store=store, settings=settings, trained=trained, **options)
 
 
@@ -141,8 +144,8 @@ def generator(store, model_id: str, settings, **options: Any) -> QuestionGenerat
     backend, trained = resolve(store, model_id)
     if GENERATE not in backend.capabilities:
         raise no_generator(backend.name)
-    backend.require(settings, "generate")
-    return backend.generator(model_id, settings=settings, trained=trained, **options)
+    backend.require_model(store, model_id, settings, "generate")
+    return backend.generator(model_id, settings=settings, trained=trained, store=store, **options)
 
 
 def no_generator(provider: str) -> BadInput:
