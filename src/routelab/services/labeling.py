@@ -63,6 +63,7 @@ class LabelResult:
     estimate: Estimate | None = None
     errors: list[str] = field(default_factory=list)
     remote_id: str | None = None
+    mode: str | None = None  # how the router answered (e.g. its response format and confidence source)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -72,7 +73,8 @@ class LabelResult:
 
     def summary(self) -> str:
         return (f"{self.labelled} labelled ({self.invalid} invalid), {self.failed} failed, "
-                f"{self.tokens_in + self.tokens_out} tokens, ${self.cost:.4f}, {self.elapsed:.1f}s")
+                f"{self.tokens_in + self.tokens_out} tokens, ${self.cost:.4f}, {self.elapsed:.1f}s"
+                + (f"; {self.mode}" if self.mode else ""))
 
 
 def check_spend(estimate: Estimate, spend_limit: float, confirm: Callable[[Estimate], bool] | None) -> None:
@@ -253,6 +255,7 @@ def _run(run: LabelRun, actions: Sequence[Action], total: int, concurrency: int,
 def _finish(run: LabelRun, status: JobStatus, error: str | None, extra: dict[str, Any]) -> None:
     r = run.result
     r.elapsed = run.tracker.elapsed
+    r.mode = run.router.mode
     r.remaining = run.store.count_unproposed(run.router.model, prompt_version=run.pv, flt=run.flt)
     if status == JobStatus.SUCCEEDED and r.failed:
         error = f"{r.failed} requests failed (those examples stay unlabelled: run again to retry them)"

@@ -87,3 +87,27 @@ class Capabilities:
         names = dict.fromkeys([*self.declared, *self._detected, *self._run,
                                *(OFFICIAL if self.target.official else ())])
         return {n: (self.get(n), self.source(n)) for n in names}
+
+
+# ---------------------------------------------------------------------------- what `endpoints list` shows
+
+SHOWN = ("structured", "logprobs", "confidence", "seed", "n", "batch", "files", "fine_tuning")
+
+
+def endpoint_rows(store, settings) -> list[dict[str, Any]]:
+    """Every endpoint of the workspace, the default one first, with what is known of it."""
+    import os
+
+    from routelab.providers.openai.endpoints import default_target, named_target
+
+    targets = [default_target(settings), *(named_target(e) for e in store.endpoints())]
+    rows = []
+    for t in targets:
+        caps = Capabilities(t, store)
+        known = caps.snapshot()
+        rows.append({
+            "name": t.name, "kind": t.kind, "base_url": t.base_url, "api_version": t.api_version,
+            "api_key_env": t.api_key_env, "key_set": bool(t.api_key_env and os.environ.get(t.api_key_env)),
+            "capabilities": {w: {"value": known[w][0], "source": known[w][1]} for w in SHOWN if w in known},
+        })
+    return rows

@@ -73,6 +73,7 @@ class OpenAIClient:
         self.caps = caps or Capabilities(self.target)
         self.stats = CallStats(flags={"logprobs_disabled": False})
         self._refused_forms: set[str] = set()  # forms refused this run (a remembered one may be refused later)
+        self._confirmed: str | None = None  # the form accepted this run
         self._aclient = None
         self._aclient_loop = None
         self._probe_lock: tuple[Any, asyncio.Lock] | None = None
@@ -246,14 +247,14 @@ class OpenAIClient:
                         self._refuse(form)
                         continue
                     if transient is None:
-                        self.caps.record("structured", form)
+                        self._accepted(form)
                         return answer, form
                 try:
                     answer = await self._retry(model, body, transient)
                 except FormatRefused:
                     self._refuse(form)
                     continue
-                self.caps.record("structured", form)
+                self._accepted(form)
                 return answer, form
             try:
                 return await self.chat(model, build(form)), form
@@ -261,8 +262,12 @@ class OpenAIClient:
                 self._refuse(form)  # the server changed (or was replaced): probe again
 
     def _usable_form(self) -> str | None:
+        """The form to send without probing: one found on this endpoint (this run or before). A declared
+        form is only where probing starts, so the first request still finds the parameters refused."""
         known = self.caps.get("structured")
-        return known if known in FORMS and known not in self._refused_forms else None
+        if known in FORMS and known not in self._refused_forms and self.caps.source("structured") != "declared":
+            return known
+        return self._confirmed if self._confirmed not in self._refused_forms else None
 
     def _probe_form(self) -> str:
         """The strongest form not refused yet, from the declared one (if any) down."""
@@ -270,6 +275,10 @@ class OpenAIClient:
             if form not in self._refused_forms:
                 return form
         return FORMS[-1]  # a plain prompt carries no response_format: it is never refused for one
+
+    def _accepted(self, form: str) -> None:
+        self._confirmed = form
+        self.caps.record("structured", form)
 
     def _refuse(self, form: str) -> None:
         self._refused_forms.add(form)

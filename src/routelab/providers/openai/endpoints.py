@@ -95,6 +95,9 @@ def new_endpoint(name: str, base_url: str, *, kind: str = "openai", api_key_env:
     if not NAME.match(name or ""):
         raise BadInput(f"endpoint name {name!r}: use letters, digits, '_', '-' or '.' (no '/': "
                        "a model id NAME/MODEL is split at the first '/')")
+    if name == DEFAULT:
+        raise BadInput(f"{DEFAULT!r} names the endpoint of model ids without a prefix (OPENAI_BASE_URL); "
+                       "choose another name")
     if kind not in KINDS:
         raise BadInput(f"--kind must be one of {', '.join(KINDS)}")
     if api_key_env is not None:
