@@ -228,7 +228,7 @@ def _start(store: Store, router: Router, total: int, concurrency: int, limit: in
 def _run(run: LabelRun, actions: Sequence[Action], total: int, concurrency: int, flt: ExampleFilter,
          max_failures: int) -> None:
     stats = run.router.stats
-    retries_before, reasons_before = stats.retries, dict(stats.by_reason)
+    retries_before, reasons_before, requests_before = stats.retries, dict(stats.by_reason), stats.requests
     status, error = JobStatus.FAILED, None
     try:
         if run.router.supports_async:
@@ -248,7 +248,8 @@ def _run(run: LabelRun, actions: Sequence[Action], total: int, concurrency: int,
         r = run.result
         r.retries = stats.retries - retries_before
         doc_extra = {"retry_reasons": {k: v - reasons_before.get(k, 0) for k, v in stats.by_reason.items()
-                                       if v > reasons_before.get(k, 0)}, **stats.flags}
+                                       if v > reasons_before.get(k, 0)},
+                     "requests": stats.requests - requests_before, **stats.flags}
         _finish(run, status, error, doc_extra)
 
 

@@ -282,7 +282,7 @@ class OpenAIClient:
 
     def _refuse(self, form: str) -> None:
         self._refused_forms.add(form)
-        self.stats.by_reason[f"{form} refused"] += 1
+        self.stats.flags["refused_forms"] = sorted(self._refused_forms, key=FORMS.index)
         if self.caps.get("structured") == form:
             self.caps.forget("structured")
 

@@ -110,8 +110,15 @@ class OpenAIRouter(Router):
         return body
 
     async def _complete(self, example: Example, actions: Sequence[Action], sample: int | None = None) -> dict:
-        completion, _ = await self.client.chat_structured(
-            self.wire_model, lambda form: self.request_body(example, actions, form, sample))
+        sent: list[dict[str, Any]] = []
+
+        def build(form: str) -> dict[str, Any]:
+            sent.append(self.request_body(example, actions, form, sample))
+            return sent[-1]
+
+        completion, _ = await self.client.chat_structured(self.wire_model, build)
+        if "logprobs" in sent[-1] and not any(ch.get("logprobs") for ch in completion.get("choices") or []):
+            self.client.caps.record("logprobs", False)  # accepted, but none given (llama.cpp's server): stop asking
         return completion
 
     async def _samples(self, example: Example, actions: Sequence[Action]) -> dict:
