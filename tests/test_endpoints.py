@@ -270,3 +270,41 @@ def test_the_playground_routes_a_named_endpoints_model_beside_the_default(store,
     assert by_model["local-llama/gemma"].action == "get_payslip" and by_model["gpt-4.1"].action == "get_payslip"
     assert {q["body"]["model"] for q in chats(fake)} == {"gemma"}
     assert {q["body"]["model"] for q in chats(fake_openai)} == {"gpt-4.1"}
+
+
+# ---------------------------------------------------------------------------- fine-tuning on an endpoint
+
+
+def test_finetune_on_an_endpoint_without_the_api_says_so_before_uploading(demo_store, server, run_cli):
+    fake = server("vllm")
+    db = demo_store.path
+    add_endpoint(run_cli, db, "vllm", fake)
+    r = run_cli("finetune", "--db", db, "--provider", "openai", "--base-model", "vllm/Qwen/Qwen3-0.6B", "--yes")
+    assert r.code == 2
+    assert r.err.endswith("endpoint vllm has no Files API; fine-tune with --provider local, or on an endpoint "
+                          "that has it\n") and len(r.err.splitlines()) == 1
+    assert [(q["method"], q["path"]) for q in fake.requests] == [("GET", "/v1/files")]  # nothing uploaded
+    assert demo_store.jobs(kind="finetune") == []  # refused before any job (or export) was made
+
+
+def test_finetune_on_azure_then_route_with_the_model_it_made(demo_store, server, run_cli):
+    fake = server("azure", key_env="AZURE_OPENAI_KEY")
+    db = demo_store.path
+    r = run_cli("endpoints", "add", "az", "--db", db, "--kind", "azure", "--base-url", fake.azure_endpoint,
+                "--api-key-env", "AZURE_OPENAI_KEY")
+    assert r.code == 0, r
+    r = run_cli("finetune", "--db", db, "--provider", "openai", "--base-model", "az/gpt-4.1-mini-2025-04-14",
+                "--suffix", "hr", "--yes", "--wait", "--interval", "0.01")
+    assert r.code == 0, r
+    assert "succeeded: model az/ft:gpt-4.1-mini-2025-04-14:hr:" in r.out
+    [job] = demo_store.jobs(kind="finetune")
+    assert job.params["endpoint"]["name"] == "az" and "key" not in json.dumps(job.params["endpoint"]).replace(
+        "api_key_env", "")
+    assert fake.jobs[job.remote_id]["model"] == "gpt-4.1-mini-2025-04-14"
+    assert {q["path"] for q in fake.requests} >= {"/openai/files", "/openai/fine_tuning/jobs"}
+    model = job.result["fine_tuned_model"]
+    assert demo_store.trained_model(model).base == "az/gpt-4.1-mini-2025-04-14"
+    before = len(fake.requests)
+    r = run_cli("route", "--db", db, "I need my payslip", "--model", model)
+    assert r.code == 0, r
+    assert [q["path"] for q in fake.requests[before:]] == [f"/openai/deployments/{model[3:]}/chat/completions"]

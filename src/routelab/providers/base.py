@@ -296,6 +296,11 @@ class Trainer(ABC):
         """The model whose token limits and prices the export is checked against; None: the export's default."""
         return None
 
+    def check_base(self, store: Any, base: str) -> None:
+        """BadInput, before any export or job, where training `base` cannot work (e.g. its endpoint has
+        no fine-tuning API)."""
+        return None
+
     def estimate_cost(self, report: dict[str, Any]) -> float | None:
         """USD for training on this export (its report); None when unknown."""
         return 0.0 if self.free else report.get("estimated_cost")

@@ -155,12 +155,21 @@ def no_generator(provider: str) -> BadInput:
                     f"generative model (providers with one: {makers})")
 
 
-def trainer(provider: str, settings) -> Trainer:
+def trainer(provider: str, settings, *, store=None, base: str | None = None) -> Trainer:
+    """The trainer of `provider`; with the base model to train (`base`), checked for that model (a base
+    model on a named endpoint needs that endpoint's key, not the provider's default one)."""
     backend = get(provider)
     if TRAIN not in backend.capabilities:
         raise BadInput(f"the {provider} provider does not train (providers that do: {', '.join(names(TRAIN))})")
-    backend.require(settings, f"fine-tuning with --provider {provider}")
-    return backend.trainer(settings)
+    what = f"fine-tuning with --provider {provider}"
+    if base:
+        backend.require_model(store, base, settings, what)
+    else:
+        backend.require(settings, what)
+    made = backend.trainer(settings)
+    if base:
+        made.check_base(store, base)
+    return made
 
 
 def default_teacher(settings) -> str:

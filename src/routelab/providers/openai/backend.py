@@ -76,6 +76,6 @@ class OpenAIBackend(Backend):
         return OpenAIGenerator(model_id, client, seed=seed, wire_model=client.target.model or model_id)
 
     def trainer(self, settings):
-        from routelab.providers.openai.trainer import OpenAITrainer
+        from routelab.providers.openai.endpoint_trainer import EndpointTrainer
 
-        return OpenAITrainer(settings)
+        return EndpointTrainer(settings)
