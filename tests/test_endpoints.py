@@ -308,3 +308,25 @@ def test_finetune_on_azure_then_route_with_the_model_it_made(demo_store, server,
     r = run_cli("route", "--db", db, "I need my payslip", "--model", model)
     assert r.code == 0, r
     assert [q["path"] for q in fake.requests[before:]] == [f"/openai/deployments/{model[3:]}/chat/completions"]
+
+
+def test_the_jobs_service_follows_an_endpoint_job_and_its_model_opens_in_the_playground(demo_store, server, run_cli):
+    """What the Jobs pane does (through the services): poll the job where it runs, open its model."""
+    from routelab.services.jobs import JobService
+
+    fake = server("azure", key_env="AZURE_OPENAI_KEY")
+    db = demo_store.path
+    assert run_cli("endpoints", "add", "az", "--db", db, "--kind", "azure", "--base-url", fake.azure_endpoint,
+                   "--api-key-env", "AZURE_OPENAI_KEY").code == 0
+    assert run_cli("finetune", "--db", db, "--provider", "openai", "--base-model", "az/gpt-4.1-mini-2025-04-14",
+                   "--yes").code == 0
+    [job] = demo_store.jobs(kind="finetune")
+    service = JobService(demo_store, Settings())
+    for _ in range(20):
+        job = service.poll(job)
+        if job.status.terminal:
+            break
+    assert job.status == "succeeded" and job.result["fine_tuned_model"].startswith("az/ft:")
+    assert all(q["path"].startswith("/openai/") for q in fake.requests)
+    attempt = Playground(demo_store).route("can I book Friday off", [job.result["fine_tuned_model"]])
+    assert attempt.results[0].error is None and attempt.results[0].valid

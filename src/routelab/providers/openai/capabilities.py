@@ -8,7 +8,7 @@ the endpoint, so it is kept for the run only.
 
 Entries (each True/False, or a form name for `structured`):
 - structured: the response format the endpoint accepts (formats.FORMS);
-- logprobs, seed, n, temperature: request parameters it takes;
+- logprobs, seed, n, temperature, max_tokens: request parameters it takes;
 - batch, files, fine_tuning: its Batch, Files and fine-tuning APIs;
 - confidence: where the last run's confidence came from (shown, never decided on).
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 from routelab.providers.openai.endpoints import Target
 
-PARAMS = ("logprobs", "seed", "n", "temperature")
+PARAMS = ("logprobs", "seed", "n", "temperature", "max_tokens")
 APIS = ("batch", "files", "fine_tuning")
 API_LABELS = {"batch": "Batch API", "files": "Files API", "fine_tuning": "fine-tuning API"}
 OFFICIAL = {"structured": "json_schema", "logprobs": True, "batch": True, "files": True, "fine_tuning": True}

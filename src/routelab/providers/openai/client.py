@@ -29,7 +29,7 @@ from routelab.providers.openai.endpoints import DEFAULT, DEFAULT_BASE_URL, Targe
 from routelab.providers.openai.formats import FORMS, FormatRefused, refused_for_form, start_form
 
 DEFAULT_TIMEOUT = 60.0
-OPTIONAL_PARAMS = ("logprobs", "top_logprobs", "temperature", "seed", "n")  # dropped if a server refuses them
+OPTIONAL_PARAMS = ("logprobs", "top_logprobs", "temperature", "seed", "n", "max_tokens")  # dropped if a server refuses them
 PARAM_REFUSALS = (400, 422)
 API_MISSING = (404, 405, 501)  # what a server without an API answers its URLs
 

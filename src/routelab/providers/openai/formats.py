@@ -46,6 +46,12 @@ def with_format(body: dict[str, Any], form: str, name: str, schema: dict[str, An
     return body
 
 
+def answer_budget(form: str, tokens: int) -> int | None:
+    """A bound on an answer's tokens where the server's decoding is not held to a strict schema: a
+    small model under a loose grammar (or none) can write until its context is full."""
+    return None if form == "json_schema" else tokens
+
+
 def refused_for_form(exc: BaseException, body: dict[str, Any]) -> bool:
     """Did the server refuse the request because of its response_format?"""
     from routelab.providers.openai import errors

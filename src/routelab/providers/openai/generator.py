@@ -12,7 +12,7 @@ from routelab.domain import Action
 from routelab.providers.base import Estimate, Generated, QuestionGenerator
 from routelab.providers.openai.answers import parse_questions, usage
 from routelab.providers.openai.client import OpenAIClient
-from routelab.providers.openai.formats import with_format
+from routelab.providers.openai.formats import answer_budget, with_format
 from routelab.providers.openai.prompts import QUESTION_TOKENS, QUESTIONS_SCHEMA, generate_messages
 from routelab.providers.openai.tokens import count_tokens
 
@@ -31,6 +31,9 @@ class OpenAIGenerator(QuestionGenerator):
                      form: str) -> dict[str, Any]:
         body: dict[str, Any] = {"messages": generate_messages(action, catalog, n, avoid, self.rng), "temperature": 1.0}
         with_format(body, form, "questions", QUESTIONS_SCHEMA)
+        budget = answer_budget(form, 3 * QUESTION_TOKENS * n + 64)
+        if budget:
+            body["max_tokens"] = budget
         if self.seed is not None:
             body["seed"] = self.seed
         for k in self.client.unsupported:

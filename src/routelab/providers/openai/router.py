@@ -23,11 +23,12 @@ from routelab.domain import Action, BadInput, Example
 from routelab.providers.base import BatchLabeler, CallStats, Estimate, QuestionGenerator, RequestFailed, Route, Router
 from routelab.providers.openai.answers import route_from_completion
 from routelab.providers.openai.client import OpenAIClient
-from routelab.providers.openai.formats import LABELS, with_format
+from routelab.providers.openai.formats import LABELS, answer_budget, with_format
 from routelab.providers.openai.prompts import ANSWER_TOKENS, PROMPT_VERSION, route_messages, route_schema
 from routelab.providers.openai.tokens import count_tokens
 
 BATCH_CONCURRENCY = 8  # requests in flight for a blocking route_batch (the playground, small evals)
+JSON_TOKENS, PROSE_TOKENS = 64, 256  # answer bounds without strict structured outputs (formats.answer_budget)
 
 
 class OpenAIRouter(Router):
@@ -95,8 +96,11 @@ class OpenAIRouter(Router):
             "messages": self.messages(example, actions, self.rng),
             "temperature": 1.0 if self.samples > 1 else 0.0,
         }
-        caps = self.client.caps
-        with_format(body, form or caps.get("structured") or "json_schema", "route", route_schema([a.name for a in actions]))
+        form = form or self.client.caps.get("structured") or "json_schema"
+        with_format(body, form, "route", route_schema([a.name for a in actions]))
+        budget = answer_budget(form, PROSE_TOKENS if form == "prompt" else JSON_TOKENS)
+        if budget:
+            body["max_tokens"] = budget
         if self.samples > 1 and sample is None:
             body["n"] = self.samples
         elif self.logprobs:
