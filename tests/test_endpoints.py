@@ -330,3 +330,21 @@ def test_the_jobs_service_follows_an_endpoint_job_and_its_model_opens_in_the_pla
     assert all(q["path"].startswith("/openai/") for q in fake.requests)
     attempt = Playground(demo_store).route("can I book Friday off", [job.result["fine_tuned_model"]])
     assert attempt.results[0].error is None and attempt.results[0].valid
+
+
+def test_the_default_endpoint_falls_back_too(store, fake_openai):
+    """OPENAI_BASE_URL pointing at llama.cpp's server (the issue's report): labelled, one probe, no retries."""
+    fake_openai.use_profile("llama.cpp")
+    add_questions(store, 10)
+    result = label(store, registry.router(store, "gemma", Settings()), concurrency=8)
+    assert result.valid == 10 and result.retries == 0 and len(chats(fake_openai)) == 11
+    assert store.job(result.job_id).result["refused_forms"] == ["json_schema"]
+
+
+def test_a_wrong_key_names_the_variable_not_the_key(store, db_path, server, run_cli, monkeypatch):
+    fake = server("vllm", key_env="VLLM_KEY")
+    add_endpoint(run_cli, db_path, "vllm", fake, "VLLM_KEY")
+    monkeypatch.setenv("VLLM_KEY", "sk-wrong-0123456789abcdefghij")
+    add_questions(store, 3)
+    r = run_cli("label", "--db", db_path, "--model", "vllm/m")
+    assert r.code == 1 and "check $VLLM_KEY (endpoint vllm)" in r.err and "sk-wrong" not in r.err + r.out
