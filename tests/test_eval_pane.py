@@ -9,6 +9,7 @@ from textual.widgets import DataTable, Static
 
 from routelab.domain import NewExample
 from routelab.services import evaluation as ev
+from routelab.services.workspace import Workspace
 from routelab.tui.messages import ShowExamples
 from routelab.tui.panes.evaluate import EvaluatePane
 
@@ -25,7 +26,7 @@ class PaneApp(App):
         self.shown: list[ShowExamples] = []
 
     def compose(self) -> ComposeResult:
-        yield EvaluatePane(self.db_path, auto_run=self.auto_run)
+        yield EvaluatePane(Workspace.at(self.db_path), auto_run=self.auto_run)
 
     def on_show_examples(self, message: ShowExamples) -> None:
         self.shown.append(message)
@@ -218,7 +219,7 @@ def _per_action_title(app) -> str:
 
 
 async def test_pane_fits_five_models_in_120_columns(demo_store, fake_openai):
-    from routelab.tui.panes.evaluate import short_model
+    from routelab.tui.components.model_names import short_model
 
     _evaluate_five(demo_store.path)
     app = PaneApp(demo_store.path)
@@ -285,7 +286,7 @@ async def test_pane_rerun_selects_the_first_row(demo_store, fake_openai):
 
 
 def test_short_model_keeps_the_suffix_and_id():
-    from routelab.tui.panes.evaluate import short_model
+    from routelab.tui.components.model_names import short_model
 
     assert short_model("gpt-4.1", 24) == "gpt-4.1"
     assert short_model(FT, 22) == "ft:…:routelab:IWFYZ3fh"
@@ -294,3 +295,19 @@ def test_short_model_keeps_the_suffix_and_id():
     for width in range(8, 60):
         assert len(short_model(FT, width)) <= width
         assert len(short_model("a-very-long-model-name-that-goes-on-2025-01-01", width)) <= width
+
+
+async def test_pane_evaluates_by_itself_only_once_its_tab_is_shown(demo_store):
+    """In the app the Evaluate tab starts hidden: nothing runs until it is opened (it raced the tabs before)."""
+    from routelab.tui.app import RoutelabApp
+
+    app = RoutelabApp(demo_store.path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(3):
+            await _settle(app, pilot)
+        assert demo_store.jobs(kind="eval") == []
+        await pilot.press("f3")
+        for _ in range(3):
+            await _settle(app, pilot)
+        assert app.query_one("#eval-table", DataTable).row_count == 2
+    assert len(demo_store.jobs(kind="eval")) == 1

@@ -52,9 +52,12 @@ def test_csv_with_split_and_tab_delimiter(store, tmp_path):
     r = import_file(store, f, split="test")
     assert (r.added, r.labelled) == (2, 1)
     rows = store.page(ExampleFilter())
-    assert [e.text for e in rows] == ["where is my payslip", "book friday off"]  # whitespace folded
+    assert [e.text for e in rows] == [" where is my payslip ", "book friday off"]  # stored as given
     assert {e.split for e in rows} == {"test"}
     assert rows[0].label == "get_payslip" and rows[1].label is None
+    # identity is compared folded: the same words spaced otherwise are the same example
+    f.write_text("question\nwhere  is my payslip\n")
+    assert import_file(store, f).existing == 1
 
 
 def test_clinc150_all_splits_and_out_of_scope(store):
@@ -118,6 +121,27 @@ BAD_INPUTS = {
                            "line 3: unterminated quote"),
     "wrong type": ("q.json", b'[{"text": 42}]', 'item 1: field "text": expected a string'),
     "bad chat": ("q.jsonl", b'{"messages": [{"role": "bot", "content": "x"}]}\n', 'field "messages[0]"'),
+    # hostile: each was an internal error (exit 1) that left a new workspace behind
+    "deep json": ("q.json", b"[" * 100_000 + b"]" * 100_000, "q.json: JSON nested too deeply"),
+    "deep jsonl line": ("q.jsonl", b'{"text": "ok"}\n{"text": "fine"}\n{"text": ' + b"[" * 100_000 + b"}\n",
+                        "line 3: JSON nested too deeply"),
+    "deep first line": ("q.jsonl", b'{"text": ' + b"[" * 100_000 + b"\n", "line 1: JSON nested too deeply"),
+    "deep answer": ("q.jsonl", json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                                         {"role": "assistant", "content": "[" * 100_000}]}).encode(),
+                    'line 1: field "messages[1].content": the assistant answer is not {"action": ...}'),
+    "lone surrogate": ("q.jsonl", b'{"text": "ok"}\n{"text": "hi \\ud800 there"}\n',
+                       "line 2: field \"text\": a lone surrogate ('\\ud800') is not text"),
+    "surrogate label": ("q.json", b'[{"text": "hi", "label": "get_\\udc00"}]', 'item 1: field "label": a lone surrogate'),
+    "surrogate source": ("q.jsonl", b'{"text": "hi", "source": "\\udfff"}\n', 'line 1: field "source": a lone surrogate'),
+    "surrogate in chat": ("q.jsonl", b'{"messages": [{"role": "user", "content": "a\\ud800"}]}\n',
+                          'line 1: field "messages[0].content": a lone surrogate'),
+    "surrogate in conversation": ("q.jsonl", b'{"text": "hi", "conversation": [{"role": "user", "content": "\\ud800"}]}\n',
+                                  'line 1: field "conversation[0].content": a lone surrogate'),
+    "chat labels disagree": ("q.jsonl", json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                                                  {"role": "assistant", "content": '{"action": "escalate"}'}],
+                                                    "action": "get_policy"}).encode(),
+                             "line 1: field \"action\": 'get_policy', but the assistant answer says 'escalate'"),
+    "nul byte": ("q.csv", b"text\nhello\x00world\n", "line 2: not UTF-8 text (a NUL byte)"),
 }
 
 
@@ -133,6 +157,29 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(run_cli, store, tmp_pa
     assert r.err.count("\n") == 1 and "Traceback" not in r.err
     assert str(f) in r.err and expected in r.err, r.err
     assert snapshot(store.path) == before
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
+def test_bad_input_leaves_no_new_workspace(run_cli, tmp_path, case):
+    name, content, expected = BAD_INPUTS[case]
+    f = tmp_path / name
+    f.write_bytes(content)
+    db = tmp_path / "new.db"
+    r = run_cli("--db", db, "import", f)
+    assert r.code == 2 and r.err.count("\n") == 1 and expected in r.err, r
+    assert not list(tmp_path.glob("new.db*"))
+
+
+def test_one_json_document_too_big_to_parse_in_memory_is_refused(run_cli, tmp_path):
+    f = tmp_path / "q.json"
+    with f.open("w") as out:
+        out.write("[" + '{"text": "a question"}, ' * 100_000)
+        out.truncate(300 << 20)  # sparse: 300 MiB on paper, nothing on disk
+    db = tmp_path / "new.db"
+    r = run_cli("--db", db, "import", f)
+    assert r.code == 2 and r.err.count("\n") == 1, r
+    assert f"{f}: over 256 MiB, too big for one JSON document (write one question per line: JSONL)" in r.err
+    assert not db.exists()
 
 
 def test_missing_file_and_fresh_workspace_not_created(run_cli, tmp_path):

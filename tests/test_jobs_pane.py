@@ -57,7 +57,7 @@ async def test_finetune_from_the_pane_updates_live(demo_store, fake_openai):
             assert await _until(pilot, lambda: any(f"Step {step}/8: training loss" in line.text
                                                    for line in pane.query_one("#job-log").lines))
             assert pane.query_one("#job-progress").progress == step
-            assert pane._chart_signature[1][0] == step  # train-loss points drawn
+            assert pane.detail._chart_signature[1][0] == step  # train-loss points drawn
             assert pane.query_one("#job-chart").display
         remote = _advance(fake_openai)  # -> succeeded
         assert remote["status"] == "succeeded"

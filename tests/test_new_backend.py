@@ -78,3 +78,29 @@ def test_unregistered_it_is_gone_and_its_models_say_why(demo_store, run_cli):
     assert r.code == 1 and f"trained by the '{NAME}' provider, which is not installed" in r.err
     r = run_cli("--db", demo_store.path, "label", "--provider", NAME)
     assert r.code == 2 and "invalid choice" in r.err
+
+
+async def test_the_jobs_pane_trains_with_it(keyword, demo_store):
+    from routelab.tui.app import RoutelabApp
+    from routelab.tui.components.confirm import ConfirmScreen
+    from routelab.tui.components.picker import PickerScreen
+    from routelab.tui.panes.jobs import JobsPane
+
+    app = RoutelabApp(demo_store.path)
+    async with app.run_test(size=(140, 45)) as pilot:
+        pane = app.query_one(JobsPane)
+        await pilot.press("f2", "t")
+        for _ in range(200):
+            if isinstance(app.screen, PickerScreen):
+                break
+            await pilot.pause(0.02)
+        await pilot.press(*NAME, "enter")
+        for _ in range(400):
+            if isinstance(app.screen, ConfirmScreen):
+                await pilot.press("y")
+            job = pane.selected_job()
+            if job is not None and job.provider == NAME and job.status == "succeeded":
+                break
+            await pilot.pause(0.02)
+        assert job is not None and job.provider == NAME and job.status == "succeeded"
+        assert demo_store.trained_model(job.result["fine_tuned_model"]).provider == NAME

@@ -11,7 +11,9 @@ from textual.widgets import DataTable, Input, SelectionList
 
 from routelab.domain import BadInput
 from routelab.services.evaluation import ZERO_SHOT
-from routelab.services.playground import Playground, parse_question
+from routelab.services.formatting import fmt_route_cost
+from routelab.services.playground import Playground, RouteResult, parse_question
+from routelab.services.workspace import Workspace
 from routelab.store import ExampleFilter
 from routelab.tui.panes.playground import PlaygroundPane
 
@@ -81,7 +83,7 @@ class PaneApp(App):
         self.db_path = db_path
 
     def compose(self) -> ComposeResult:
-        yield PlaygroundPane(self.db_path)
+        yield PlaygroundPane(Workspace.at(self.db_path))
 
 
 async def _settle(app, pilot):
@@ -172,9 +174,11 @@ def _screen(app) -> list[str]:
     return ["".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips()]
 
 
-async def test_playground_pane_costs_are_readable_at_120_columns(demo_store, fake_openai):
-    from routelab.tui.panes.playground import fmt_cost
+def fmt_cost(r: RouteResult) -> str:
+    return fmt_route_cost(r.cost, r.tokens_in + r.tokens_out)
 
+
+async def test_playground_pane_costs_are_readable_at_120_columns(demo_store, fake_openai):
     ft = "ft:gpt-4.1-mini-2025-04-14:routelab:IWFYZ3fh"
     app = PaneApp(demo_store.path)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -207,9 +211,6 @@ async def test_playground_pane_costs_are_readable_at_120_columns(demo_store, fak
 
 
 def test_fmt_cost():
-    from routelab.services.playground import RouteResult
-    from routelab.tui.panes.playground import fmt_cost
-
     assert fmt_cost(RouteResult(model="local")) == "free"
     assert fmt_cost(RouteResult(model="x", tokens_in=10)) == "$0"
     assert fmt_cost(RouteResult(model="x", cost=0.000123, tokens_in=10)) == "$0.00012"

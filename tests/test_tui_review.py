@@ -196,7 +196,15 @@ async def test_bulk_accept_from_the_pane(store, db_path):
         await pilot.pause()
         assert not isinstance(app.screen, BulkAcceptScreen)
         assert pane.window.count == 4
-        await pilot.press("u")  # the newest bulk decision is undone first
+        await pilot.press("u")  # a bulk accept is one step: one u takes all of it back
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert pane.window.count == 8 and pane.status_counts["unreviewed"] == 8
+        assert "Undone a bulk accept: 4 questions are unreviewed again." in notes(app)
+        await pilot.press("u")  # nothing of this session is left: the workspace has nothing to undo
+        assert "Nothing to undo." in notes(app)
     accepted = [d for d in operator_decisions(store) if d[1] == "accept"]
     assert accepted == [
         (ids[0], "accept", "get_payslip", "gpt-4.1"),
@@ -204,8 +212,27 @@ async def test_bulk_accept_from_the_pane(store, db_path):
         (ids[3], "accept", "escalate", "gpt-4.1"),
         (ids[5], "accept", "get_policy", "gpt-4.1"),
     ]
-    assert store.example(ids[5]).status == Status.UNREVIEWED
-    assert store.example(ids[1]).status == Status.REVIEWED
+    assert [d[0] for d in operator_decisions(store) if d[1] == "undo"] == [ids[5], ids[3], ids[1], ids[0]]
+    assert all(store.example(i).status == Status.UNREVIEWED for i in ids)
+
+
+async def test_bulk_accept_refuses_an_empty_or_invalid_threshold(store, db_path):
+    seed(store)
+    app = RoutelabApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("A")
+        assert isinstance(app.screen, BulkAcceptScreen)
+        for typed in ([], list("abc"), list("1.5"), list("-0.1")):
+            await pilot.press("ctrl+a", "ctrl+k", *typed)  # an emptied field is not "confidence ≥ 0"
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert app.screen.counted is None
+            assert "enter a confidence between 0 and 1" in str(app.screen.query_one("#bulk-count").render())
+            await pilot.press("enter")
+            assert isinstance(app.screen, BulkAcceptScreen), typed
+        await pilot.press("escape")
+    assert operator_decisions(store) == []
 
 
 async def test_help_overlay_lists_every_binding(store, db_path):

@@ -100,7 +100,10 @@ class Action(BaseModel):
 
 
 def normalize_text(text: str) -> str:
-    """Whitespace-collapsed, NFC text: the form we store, hash and show."""
+    """Whitespace-collapsed, NFC text: the folded form the content hash compares, never stored.
+
+    (Workspaces made before text was stored as given hold this form, so their hashes stay valid.)
+    """
     if not text.isascii():
         text = unicodedata.normalize("NFC", text)
     return " ".join(text.split())
@@ -109,19 +112,36 @@ def normalize_text(text: str) -> str:
 def content_hash(text: str, conversation: list[Message] | None = None) -> str:
     """Identity of an example: same question with the same history is the same example.
 
-    `text` must already be normalized (NewExample does it).
+    Compared folded (`normalize_text`): "Help!  Now" and "Help! Now" are one example.
     """
     if not conversation:
-        return hashlib.sha1(text.encode("utf-8")).hexdigest()
-    payload = [[m.role, normalize_text(m.content)] for m in conversation] + [text]
+        return hashlib.sha1(normalize_text(text).encode("utf-8")).hexdigest()
+    payload = [[m.role, normalize_text(m.content)] for m in conversation] + [normalize_text(text)]
     raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha1(raw.encode("utf-8")).hexdigest()
 
 
+def clean_text(text: str) -> str:
+    """Text as given, less C0/C1 control characters other than newline and tab (CR LF and a
+    lone CR become a newline); ValueError for a lone surrogate, which no file can store."""
+    if text.isprintable():  # the common case, at C speed
+        return text
+    if (lone := _SURROGATE.search(text)) is not None:
+        raise ValueError(f"a lone surrogate ({lone.group()!r}) is not text")
+    return _CONTROL.sub("", _CR.sub("\n", text))
+
+
+def clean_message(m: Message | dict[str, Any]) -> Message:
+    """A conversation message with its content cleaned like a question's (`clean_text`)."""
+    m = m if isinstance(m, Message) else Message.model_validate(m)
+    content = clean_text(m.content)
+    return m if content == m.content else m.model_copy(update={"content": content})
+
+
 def check_text(text: str) -> str:
-    """Normalized question text, or ValueError saying what is wrong with it."""
-    text = normalize_text(text)
-    if not text:
+    """Question text as stored (`clean_text`), or ValueError saying what is wrong with it."""
+    text = clean_text(text)
+    if not text.strip():
         raise ValueError("empty text")
     if len(text) > MAX_TEXT_CHARS:
         raise ValueError(f"text longer than {MAX_TEXT_CHARS} characters")
@@ -130,7 +150,7 @@ def check_text(text: str) -> str:
 
 @dataclass(slots=True)
 class NewExample:
-    """An example as read from a file, before it has an id. Checked and normalized on creation.
+    """An example as read from a file, before it has an id. Checked and cleaned on creation.
 
     A plain dataclass, not a pydantic model: imports build a million of these.
     """
@@ -144,7 +164,7 @@ class NewExample:
     def __post_init__(self) -> None:
         self.text = check_text(self.text)
         if self.conversation:
-            self.conversation = [m if isinstance(m, Message) else Message.model_validate(m) for m in self.conversation]
+            self.conversation = [clean_message(m) for m in self.conversation]
         else:
             self.conversation = None
         if self.split not in SPLITS:
@@ -300,7 +320,9 @@ class Evaluation(BaseModel):
     created_at: str = Field(default_factory=now_iso)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0/C1 less tab and newline
+_CR = re.compile(r"\r\n?")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 # Bidirectional overrides and isolates reorder what a reader sees ("Trojan Source"):

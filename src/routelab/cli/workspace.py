@@ -30,7 +30,7 @@ def register(sub, common) -> None:
     q.set_defaults(func=cmd_actions_import, creates_workspace=True)
 
     p = sub.add_parser("import", parents=[common], help="import questions (CSV, JSON, JSONL, CLINC150, OpenAI chat JSONL)")
-    p.add_argument("file")
+    p.add_argument("file", help="the file; - reads standard input (a pipe or a FIFO is read once, into a temporary copy)")
     p.add_argument("--source", help="source name for every question (default: the file's, else 'user')")
     p.add_argument("--format", choices=["csv", "json", "jsonl"], help="file format (default: detected)")
     p.add_argument("--split", choices=["train", "validation", "test", "unassigned"], help="split for every question")
@@ -100,15 +100,16 @@ def cmd_import(ctx) -> int:
     from routelab.services.parsing import QuestionFile
 
     a = ctx.args
-    qf = QuestionFile.open(a.file, fmt=a.format, source=a.source, split=a.split)  # before the workspace is opened
-    store = ctx.store()
-
-    def progress(fraction: float, rows: int) -> None:
-        done = "; indexing and saving ..." if fraction >= 1 else ""
-        _stage(f"importing {a.file}: {fraction:.0%} ({rows:,} questions read){done}")
-
     try:
-        result = import_file(store, qf, create_actions=a.create_actions, progress=progress)
+        # Before the workspace is opened; a stream (`-`, a pipe, a FIFO) is read here, once.
+        with QuestionFile.open(a.file, fmt=a.format, source=a.source, split=a.split, notify=_stage) as qf:
+            store = ctx.store()
+
+            def progress(fraction: float, rows: int) -> None:
+                done = "; indexing and saving ..." if fraction >= 1 else ""
+                _stage(f"importing {qf.name}: {fraction:.0%} ({rows:,} questions read){done}")
+
+            result = import_file(store, qf, create_actions=a.create_actions, progress=progress)
     except KeyboardInterrupt:
         raise Interrupted("interrupted; nothing was imported (the workspace is as it was)") from None
     finally:
@@ -117,7 +118,7 @@ def cmd_import(ctx) -> int:
         emit_json(result.__dict__)
     else:
         print(
-            f"{a.file}: read {result.read}, added {result.added}, "
+            f"{qf.name}: read {result.read}, added {result.added}, "
             f"{result.existing} already in the workspace, {result.repeated} repeated in the file; "
             f"{result.labelled} added with labels"
             + (f"; created {len(result.actions_created)} actions" if result.actions_created else "")

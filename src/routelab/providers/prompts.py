@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from routelab.domain import Action, BadInput, Example, Message
 
@@ -48,10 +48,17 @@ def prompt_hash(prompt: str) -> str:
     return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:12]
 
 
-def chat_record(messages: Any) -> tuple[str, list[dict[str, str]], str | None, int]:
-    """One chat example read back: (question, earlier user/assistant turns, label or None, index of
-    the question in `messages`). The question is the last user message; the label is the action
-    of the last assistant answer after it. ValueError names the field that is wrong."""
+class ChatRecord(NamedTuple):
+    text: str  # the last user message: the question
+    turns: list[dict[str, str]]  # earlier user/assistant turns
+    question_index: int  # where the question is in `messages`
+    answer_index: int | None  # the last assistant message after it, if any
+    action: str | None  # that answer's {"action": ...}, if it is a routing answer
+
+
+def chat_record(messages: Any) -> ChatRecord:
+    """One chat example read back. ValueError names the field that is wrong; an answer that is a
+    plain reply rather than {"action": ...} is not an error here (import may label it otherwise)."""
     if not isinstance(messages, list) or not messages:
         raise ValueError('field "messages": expected a non-empty list')
     for j, m in enumerate(messages):
@@ -62,27 +69,30 @@ def chat_record(messages: Any) -> tuple[str, list[dict[str, str]], str | None, i
         raise ValueError('field "messages": no user message')
     turns = [{"role": m["role"], "content": m["content"]} for m in messages[:last_user]
              if m["role"] in ("user", "assistant")]
-    answers = [m for m in messages[last_user + 1:] if m["role"] == "assistant"]
-    label = None
-    if answers:
+    answer = max((j for j in range(last_user + 1, len(messages)) if messages[j]["role"] == "assistant"), default=None)
+    action = None
+    if answer is not None:
         try:
-            label = json.loads(answers[-1]["content"])["action"]
-        except (ValueError, TypeError, KeyError):
-            raise ValueError('field "messages": the assistant answer is not {"action": ...}') from None
-    return messages[last_user]["content"], turns, label, last_user
+            action = json.loads(messages[answer]["content"])["action"]
+        except (ValueError, TypeError, KeyError, RecursionError):
+            action = None
+    return ChatRecord(messages[last_user]["content"], turns, last_user, answer, action)
 
 
 def read_chat_jsonl(path: Path) -> tuple[list[Example], list[str]]:
     """Examples (history + last user message) and labels (the assistant's action) of an export file."""
     examples: list[Example] = []
     labels: list[str] = []
-    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    with Path(path).open(encoding="utf-8", newline="\n") as f:  # lines end at \n only: U+2028 is text
+        lines = f.read().split("\n")
+    for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            text, turns, label, _ = chat_record(json.loads(line).get("messages"))
+            record = chat_record(json.loads(line).get("messages"))
+            text, turns, label = record.text, record.turns, record.action
             if not isinstance(label, str):
-                raise ValueError("no assistant answer after the user message")
+                raise ValueError('no {"action": ...} answer after the user message')
         except (ValueError, AttributeError) as e:
             raise BadInput(f"{Path(path).name} line {i}: not a routing example ({e})") from None
         history = [Message(role=m["role"], content=m["content"]) for m in turns]  # type: ignore[arg-type]

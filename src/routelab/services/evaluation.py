@@ -359,62 +359,15 @@ def to_json(ev: Evaluation) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- formatting
 
-
-def fmt_acc(cell: dict[str, Any] | None) -> str:
-    """`0.88 [0.84–0.91] n=60`, or `—` for an empty slice."""
-    if not cell or not cell.get("n"):
-        return "—"
-    return f"{cell['accuracy']:.2f} [{cell['ci_low']:.2f}–{cell['ci_high']:.2f}]"
-
-
-def fmt_improvement(imp: dict[str, Any] | None, is_base: bool) -> str:
-    if is_base:
-        return "base"
-    if not imp:
-        return "—"
-    return f"{imp['delta']:+.2f} [{imp['ci_low']:+.2f}–{imp['ci_high']:+.2f}]"
-
-
-def fmt_latency(p50: float | None, p95: float | None) -> str:
-    if p50 is None:
-        return "—"
-
-    def one(v: float) -> str:
-        return f"{v:.2f}" if v < 10 else f"{v:.0f}"
-
-    return f"{one(p50)} / {one(p95 if p95 is not None else p50)} ms"
-
-
-def fmt_cost(per_1k: float | None) -> str:
-    if per_1k is None:
-        return "—"
-    if per_1k == 0:
-        return "$0"
-    return f"${per_1k:.3f}" if per_1k < 10 else f"${per_1k:.2f}"
-
-
-def headline_row(ev: Evaluation) -> dict[str, str]:
-    d = ev.details
-    slices = d.get("slices", {})
-    return {
-        "model": ev.model,
-        "synthetic": fmt_acc(slices.get("synthetic")),
-        "user": fmt_acc(slices.get("user")),
-        "all": fmt_acc(slices.get("all")),
-        "n": str(ev.n),
-        "improvement": fmt_improvement(d.get("improvement"), d.get("base") == ev.model),
-        "macro_f1": f"{ev.macro_f1:.2f}" if ev.macro_f1 is not None else "—",
-        "invalid": f"{ev.invalid_rate:.1%}",
-        "latency": fmt_latency(ev.latency_p50_ms, ev.latency_p95_ms),
-        "cost": fmt_cost(ev.cost_per_1k),
-    }
-
-
-HEADLINE_COLUMNS = [
-    ("model", "model"), ("synthetic", "synthetic"), ("user", "user"), ("all", "all"), ("n", "n"),
-    ("improvement", "vs base"), ("macro_f1", "macro-F1"), ("invalid", "invalid"),
-    ("latency", "latency p50/p95"), ("cost", "$/1k routes"),
-]
+# the formatters live in services/formatting (one module for the CLI and the app); these names stay importable
+from routelab.services.formatting import (  # noqa: E402, F401
+    HEADLINE_COLUMNS,
+    fmt_acc,
+    fmt_cost,
+    fmt_improvement,
+    fmt_latency,
+    headline_row,
+)
 
 __all__ = [
     "EvalRun", "HEADLINE_COLUMNS", "INVALID", "ZERO_SHOT", "add_improvement", "check_split", "complete_models",

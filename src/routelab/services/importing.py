@@ -25,16 +25,19 @@ def import_file(
     split: str | None = None, create_actions: bool = False,
     progress: Callable[[float, int], None] | None = None,
 ) -> ImportResult:
-    """Parse and store a question file; a file label becomes a decision of kind import.
+    """Parse and store a question file (a path, `-` for stdin, or an opened QuestionFile, which
+    the caller closes); a file label becomes a decision of kind import.
 
     `progress(fraction, rows read)` is called as the import goes.
     """
-    qf = file if isinstance(file, QuestionFile) else QuestionFile.open(file, fmt=fmt, source=source, split=split)
-    chunks = iterate_in_process(row_chunks, qf) if qf.size >= WORKER_MIN_BYTES else row_chunks(qf)
+    if not isinstance(file, QuestionFile):
+        with QuestionFile.open(file, fmt=fmt, source=source, split=split) as qf:
+            return import_file(store, qf, create_actions=create_actions, progress=progress)
+    chunks = iterate_in_process(row_chunks, file) if file.size >= WORKER_MIN_BYTES else row_chunks(file)
     with closing(chunks):  # on any error (or Ctrl-C) the worker stops now, not when garbage-collected
         return store.import_rows(
             chunks, create_actions=create_actions, describe=describe_new_action, progress=progress,
-            origin=str(qf.path),
+            origin=file.name,
         )
 
 

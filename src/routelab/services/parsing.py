@@ -1,8 +1,10 @@
 """Read question files and action catalogs into domain objects.
 
 No workspace here: a big file is parsed in a worker process while the importer writes
-(see services/importing.py), so this module imports nothing from the store. Every
-error is one line naming the file, the line (or item) and the field.
+(see services/importing.py), so this module imports nothing from the store. A stream
+is copied once first (services/spool.py); JSON shapes are in services/records.py. Every
+failure of the input, a hostile one included (too deep, too long, not text, too big for
+memory), is a FileError: one line naming the file, the line (or item) and the field.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,56 +21,93 @@ from typing import Any
 from pydantic import ValidationError
 
 from routelab.domain import SPLITS, Action, BadInput, ExampleRow, NewExample, RowChunk
-from routelab.providers.prompts import chat_record
+from routelab.services.records import CLINC_SPLITS, FileError, clinc_rows, flat_record, loads, no_surrogate
+from routelab.services.spool import Spool, is_stream
 
 FORMATS = ("csv", "json", "jsonl")
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: no routed question is longer; a longer line is a broken file
+HEAD_BYTES = MAX_LINE_BYTES + 1  # what format detection reads
+# One JSON document is parsed whole, in memory, at several times its size: past this
+# (a few million questions) a file should be JSONL, which streams.
+MAX_JSON_BYTES = 256 << 20
 TEXT_COLUMNS = ("text", "question", "query", "utterance", "message", "prompt")
 LABEL_COLUMNS = ("label", "action", "category", "intent", "route")
-CLINC_SPLITS = {
-    "train": "train", "val": "validation", "test": "test",
-    "oos_train": "train", "oos_val": "validation", "oos_test": "test",
-}
 # CLINC150 marks out-of-scope queries with the intent "oos". We keep them as examples of
 # an action of that name, so a router learns to send them to a fallback.
 OOS_ACTION = "oos"
 
 
-class FileError(BadInput):
-    def __init__(self, path: Path, where: str | None, message: str):
-        super().__init__(f"{path}: {where}: {message}" if where else f"{path}: {message}")
-
-
 @dataclass(frozen=True)
 class QuestionFile:
-    """A question file that exists and whose format is known; `source`/`split` override the file's."""
+    """A question file that exists and whose format is known; `source`/`split` override the file's.
+
+    `name` is what messages call it (the path given, `<stdin>` for `-`). A stream is read
+    once into a temporary copy (`path`, services/spool.py) that `close()` removes: use it
+    as a context manager.
+    """
 
     path: Path
     fmt: str
     source: str | None = None
     split: str | None = None
+    name: str = ""
+    spooled: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", str(self.path))
 
     @classmethod
     def open(
-        cls, path: str | Path, *, fmt: str | None = None, source: str | None = None, split: str | None = None
+        cls, path: str | Path, *, fmt: str | None = None, source: str | None = None, split: str | None = None,
+        notify: Callable[[str], None] | None = None,
     ) -> QuestionFile:
         """Check the arguments and sniff the format from the head of the file (cheap: the
-        workspace is opened only after this passes)."""
-        path = Path(path)
+        workspace is opened only after this passes). A stream (stdin as `-`, a pipe, a FIFO)
+        is copied first; `notify(message)` hears that we wait for it and how far it got."""
+        name = str(path)
         if fmt is not None and fmt not in FORMATS:
-            raise BadInput(f"{path}: unknown format {fmt!r} (use csv, json or jsonl)")
+            raise BadInput(f"{name}: unknown format {fmt!r} (use csv, json or jsonl)")
         if split is not None and split not in SPLITS:
-            raise BadInput(f"{path}: unknown split {split!r} (use {', '.join(SPLITS)})")
+            raise BadInput(f"{name}: unknown split {split!r} (use {', '.join(SPLITS)})")
+        if is_stream(name):
+            with Spool(name, notify) as spool:
+                fmt = _check_head(spool.name, spool.head(HEAD_BYTES), fmt)
+                copy = spool.finish(max_bytes=MAX_JSON_BYTES) if fmt == "json" else spool.finish(max_line=MAX_LINE_BYTES)
+            return cls(copy, fmt, source, split, spool.name, spooled=True)
+        path = Path(path)
         _check_readable(path)
-        with path.open("rb") as f:
-            head = f.read(MAX_LINE_BYTES + 1).decode("utf-8-sig", errors="ignore")
-        if not head.strip():
-            raise FileError(path, None, "empty file")
-        return cls(path, fmt or detect_format(path, head), source, split)
+        try:
+            with path.open("rb") as f:
+                head = f.read(HEAD_BYTES)
+        except OSError as e:
+            raise FileError(name, None, f"cannot read ({e.strerror})") from None
+        return cls(path, _check_head(name, head, fmt), source, split, name)
 
     @property
     def size(self) -> int:
         return self.path.stat().st_size
+
+    def close(self) -> None:
+        if self.spooled:
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> QuestionFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_head(name: str, head: bytes, fmt: str | None) -> str:
+    """The format, from the start of a file: empty and binary files are refused here."""
+    if b"\0" in head:
+        line = head[: head.index(b"\0")].count(b"\n") + 1
+        raise FileError(name, f"line {line}", "not UTF-8 text (a NUL byte)")
+    text = head.decode("utf-8-sig", errors="ignore")
+    if not text.strip():
+        raise FileError(name, None, "empty file")
+    return fmt or detect_format(Path(name), text)
 
 
 def _check_readable(path: Path) -> None:
@@ -78,18 +117,19 @@ def _check_readable(path: Path) -> None:
         raise FileError(path, None, "is a directory")
 
 
-def read_text(path: Path) -> str:
-    """The file's text, strictly UTF-8 (a BOM is allowed)."""
+def read_text(path: Path, name: str | None = None) -> str:
+    """The file's text, strictly UTF-8 (a BOM is allowed); messages call it `name` (default: the path)."""
+    name = name or str(path)
     _check_readable(path)
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise FileError(path, None, f"cannot read ({e.strerror})") from None
+        raise FileError(name, None, f"cannot read ({e.strerror})") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise FileError(path, f"line {line}", f"not UTF-8 text (byte 0x{data[e.start]:02x})") from None
+        raise FileError(name, f"line {line}", f"not UTF-8 text (byte 0x{data[e.start]:02x})") from None
 
 
 def detect_format(path: Path, head: str) -> str:
@@ -101,9 +141,11 @@ def detect_format(path: Path, head: str) -> str:
         first_line = head.lstrip().split("\n", 1)[0]
         try:
             json.loads(first_line)
-            return "jsonl"
         except json.JSONDecodeError:
             return "json"  # one document spread over lines (e.g. CLINC150's data_full.json)
+        except RecursionError:
+            pass  # a broken first line of JSONL: the parser names it
+        return "jsonl"
     if path.suffix.lower() in (".csv", ".tsv"):
         return "csv"
     first_line = head.split("\n", 1)[0]
@@ -116,8 +158,16 @@ def detect_format(path: Path, head: str) -> str:
 def row_chunks(qf: QuestionFile, size: int = 25_000) -> Iterator[RowChunk]:
     """The file's examples as store rows, `size` at a time (module level: it runs in a worker).
 
-    The first chunk is small, so the writer starts early.
+    The first chunk is small, so the writer starts early. Every failure of the input is a
+    FileError (BadInput), here and in the worker alike.
     """
+    try:
+        yield from _row_chunks(qf, size)
+    except MemoryError:
+        raise FileError(qf.name, None, f"too big to read into memory ({qf.size >> 20:,} MiB)") from None
+
+
+def _row_chunks(qf: QuestionFile, size: int) -> Iterator[RowChunk]:
     expected, examples = _parse(qf)
     rows: list[ExampleRow] = []
     done, limit = 0, min(size, 5_000)
@@ -128,15 +178,18 @@ def row_chunks(qf: QuestionFile, size: int = 25_000) -> Iterator[RowChunk]:
             yield RowChunk(rows, min(done / expected, 0.99))
             rows, limit = [], size
     if not done and not rows:
-        raise FileError(qf.path, None, "no questions found")
+        raise FileError(qf.name, None, "no questions found")
     yield RowChunk(rows, 1.0)
 
 
 def _parse(qf: QuestionFile) -> tuple[int, Iterator[NewExample]]:
     """How many examples to expect (roughly: for progress), and the examples."""
-    text = read_text(qf.path)
+    if qf.fmt == "json" and qf.size > MAX_JSON_BYTES:
+        raise FileError(qf.name, None, f"over {MAX_JSON_BYTES >> 20} MiB, too big for one JSON document "
+                        "(write one question per line: JSONL)")
+    text = read_text(qf.path, qf.name)
     if not text.strip():
-        raise FileError(qf.path, None, "empty file")
+        raise FileError(qf.name, None, "empty file")
     if qf.fmt == "csv":
         return max(1, text.count("\n")), _csv_examples(qf, text)
     if qf.fmt == "jsonl":
@@ -146,7 +199,7 @@ def _parse(qf: QuestionFile) -> tuple[int, Iterator[NewExample]]:
 
 def _csv_examples(qf: QuestionFile, text: str) -> Iterator[NewExample]:
     # The hot loop of a million-row import: plain lists, the error text built only on error.
-    path = qf.path
+    path = qf.name
     first = text.split("\n", 1)[0]
     delimiter = "\t" if first.count("\t") > first.count(",") else ","
     csv.field_size_limit(MAX_LINE_BYTES)
@@ -206,111 +259,58 @@ def _jsonl_examples(qf: QuestionFile, text: str) -> Iterator[NewExample]:
             continue
         where = f"line {number}"
         if len(line) > MAX_LINE_BYTES:
-            raise FileError(qf.path, where, f"line longer than {MAX_LINE_BYTES // 1024} KiB")
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FileError(qf.path, where, f"invalid JSON ({e.msg} at column {e.colno})") from None
-        yield _example(qf, where, _record(qf.path, where, obj))
+            raise FileError(qf.name, where, f"line longer than {MAX_LINE_BYTES // 1024} KiB")
+        yield _example(qf, where, flat_record(qf.name, where, loads(line, qf.name, where)))
 
 
 def _json_examples(qf: QuestionFile, text: str) -> tuple[int, Iterator[NewExample]]:
-    path = qf.path
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FileError(path, f"line {e.lineno}", f"invalid JSON ({e.msg} at column {e.colno})") from None
+    name = qf.name
+    doc = loads(text, name, None)
     if isinstance(doc, dict) and any(k in doc for k in CLINC_SPLITS):
         total = sum(len(v) for k, v in doc.items() if k in CLINC_SPLITS and isinstance(v, list))
-        return max(1, total), (_example(qf, where, r) for where, r in _clinc_rows(path, doc))
+        return max(1, total), (_example(qf, where, r) for where, r in clinc_rows(name, doc))
     if isinstance(doc, dict):
         doc = [doc]
     if not isinstance(doc, list):
-        raise FileError(path, None, "expected a list of questions")
+        raise FileError(name, None, "expected a list of questions")
     items = ((f"item {i}", obj) for i, obj in enumerate(doc, start=1))
-    return max(1, len(doc)), (_example(qf, where, _record(path, where, obj)) for where, obj in items)
-
-
-def _clinc_rows(path: Path, doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for key, split in CLINC_SPLITS.items():
-        items = doc.get(key, [])
-        if not isinstance(items, list):
-            raise FileError(path, f'key "{key}"', "expected a list of [text, intent]")
-        for i, item in enumerate(items, start=1):
-            where = f'key "{key}" item {i}'
-            if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)):
-                raise FileError(path, where, "expected [text, intent]")
-            yield where, {"text": item[0], "label": item[1], "split": split}
-
-
-def _record(path: Path, where: str, obj: Any) -> dict[str, Any]:
-    """One JSON object in any of our shapes to a flat record."""
-    if not isinstance(obj, dict):
-        raise FileError(path, where, "expected a JSON object")
-    if "messages" in obj:
-        return _chat_record(path, where, obj["messages"])
-    key = "question" if "question" in obj else "text"
-    if key not in obj:
-        raise FileError(path, where, 'field "text": missing (expected "question" or "text")')
-    record: dict[str, Any] = {"text": obj[key], "_text_field": key}
-    label_key = "action" if "action" in obj else "label"
-    if obj.get(label_key) not in (None, ""):
-        record["label"] = obj[label_key]
-        record["_label_field"] = label_key
-    for k in ("split", "source", "conversation"):
-        if k in obj:
-            record[k] = obj[k]
-    return record
-
-
-def _chat_record(path: Path, where: str, messages: Any) -> dict[str, Any]:
-    """OpenAI chat JSONL: the last user message is the question, the assistant's {"action"} its label."""
-    try:
-        text, conversation, label, index = chat_record(messages)
-    except ValueError as e:
-        raise FileError(path, where, str(e)) from None
-    record: dict[str, Any] = {"text": text, "conversation": conversation, "_text_field": f"messages[{index}].content"}
-    if label is not None:
-        record["label"] = label
-        record["_label_field"] = "action"
-    return record
+    return max(1, len(doc)), (_example(qf, where, flat_record(name, where, obj)) for where, obj in items)
 
 
 def _example(qf: QuestionFile, where: str, r: dict[str, Any]) -> NewExample:
-    path = qf.path
+    name = qf.name
     text_field = r.pop("_text_field", "text")
     label_field = r.pop("_label_field", "label")
     if not isinstance(r.get("text"), str):
-        raise FileError(path, where, f'field "{text_field}": expected a string')
+        raise FileError(name, where, f'field "{text_field}": expected a string')
     label = r.get("label")
     if label is not None and not isinstance(label, str):
-        raise FileError(path, where, f'field "{label_field}": expected a string')
+        raise FileError(name, where, f'field "{label_field}": expected a string')
+    if label:
+        no_surrogate(name, where, label_field, label)
+    source = qf.source or r.get("source") or "user"
+    if not isinstance(source, str):
+        raise FileError(name, where, 'field "source": expected a string')
+    no_surrogate(name, where, "source", source)
     row_split = qf.split or _split(r.get("split") or "unassigned")
     if row_split not in SPLITS:
-        raise FileError(path, where, f'field "split": unknown split {row_split!r}')
+        raise FileError(name, where, f'field "split": unknown split {row_split!r}')
     try:
         return NewExample(
             text=r["text"],
             label=sys.intern(label.strip()) if label else None,  # interned: see _csv_examples
             conversation=r.get("conversation") or None,
-            source=qf.source or r.get("source") or "user",
+            source=source,
             split=row_split,
         )
-    except ValidationError as e:  # a malformed conversation message
-        err = e.errors()[0]
-        raise FileError(path, where, f'field "conversation": {".".join(map(str, err["loc"]))}: {err["msg"]}') from None
     except ValueError as e:
-        raise FileError(path, where, f'field "{text_field}": {e}') from None
+        raise FileError(name, where, f'field "{text_field}": {e}') from None
 
 
 def read_actions(path: str | Path) -> list[Action]:
     """An action catalog: a JSON list of {"name", "description", "code"?} (or of plain names)."""
     path = Path(path)
-    text = read_text(path)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FileError(path, f"line {e.lineno}", f"invalid JSON ({e.msg} at column {e.colno})") from None
+    doc = loads(read_text(path), str(path), None)
     if not isinstance(doc, list) or not doc:
         raise FileError(path, None, 'expected a non-empty JSON list of {"name", "description"}')
     actions: list[Action] = []
@@ -321,6 +321,9 @@ def read_actions(path: str | Path) -> list[Action]:
             item = {"name": item, "description": item.replace("_", " ")}
         if not isinstance(item, dict) or "name" not in item:
             raise FileError(path, where, 'field "name": missing')
+        for field in ("name", "description"):
+            if isinstance(item.get(field), str):
+                no_surrogate(str(path), where, field, item[field])
         try:
             action = Action(**{k: item[k] for k in ("name", "description", "code") if k in item})
         except ValidationError as e:

@@ -1,8 +1,10 @@
 """The routelab app: one workspace, four panes (Review, Jobs, Evaluate, Playground).
 
 The shell owns the header (workspace, teacher, review progress), the footer, the F-keys,
-the command palette commands and the `?` help overlay. Each pane is `XPane(db_path)`
-and owns its own keys and stylesheet (styles/<pane>.tcss, loaded here).
+the command palette commands and the `?` help overlay. Each pane is `XPane(workspace)`
+and owns its own keys and stylesheet (styles/<pane>.tcss, loaded here). The workspace
+(services/workspace.py: the file and the settings, read once here) is the panes' only way
+to the data; panes ask each other for things through messages (tui/messages.py) the app routes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
+from routelab.services.workspace import Workspace
 from routelab.tui.components.header import StatusHeader
 from routelab.tui.components.help import HelpScreen
 from routelab.tui.messages import OpenInPlayground, ShowExamples
@@ -49,17 +52,6 @@ def pane_help(pane: type) -> list[tuple[str, list[tuple[str, str]]]]:
     return [(title, [(b.key.replace("ctrl+", "Ctrl+"), b.description) for b in pane.BINDINGS])]
 
 
-def _teacher_label(db_path: Path) -> str:
-    """`openai gpt-4.1` when a key is configured, else `local` (no network)."""
-    try:
-        from routelab.config import settings
-
-        s = settings()
-        return f"openai {s.teacher}" if s.has_openai else "local"
-    except Exception:
-        return "local"
-
-
 class RoutelabApp(App):
     CSS_PATH = _stylesheets()
     TITLE = "routelab"
@@ -72,26 +64,32 @@ class RoutelabApp(App):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
-    def __init__(self, db_path: str | Path, **kwargs):
+    def __init__(self, workspace: Workspace | str | Path, **kwargs):
+        """`workspace`: a Workspace, or the path of one (its settings are then read from the environment, now)."""
         super().__init__(**kwargs)
-        self.db_path = Path(db_path)
-        self.sub_title = self.db_path.name
+        self.workspace = workspace if isinstance(workspace, Workspace) else Workspace.at(workspace)
+        self.db_path = self.workspace.path
+        self.sub_title = self.workspace.name
 
     def compose(self) -> ComposeResult:
-        yield StatusHeader(self.db_path.name, _teacher_label(self.db_path), id="status-header")
+        ws = self.workspace
+        yield StatusHeader(ws.name, ws.teacher_label(), id="status-header")
         with TabbedContent(initial="review"):
             with TabPane("Review F1", id="review"):
-                yield ReviewPane(self.db_path)
+                yield ReviewPane(ws)
             with TabPane("Jobs F2", id="jobs"):
-                yield JobsPane(self.db_path)
+                yield JobsPane(ws)
             with TabPane("Evaluate F3", id="evaluate"):
-                yield EvaluatePane(self.db_path)
+                yield EvaluatePane(ws)
             with TabPane("Playground F4", id="playground"):
-                yield PlaygroundPane(self.db_path)
+                yield PlaygroundPane(ws)
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one(ReviewPane).focus()
+
+    def on_unmount(self) -> None:
+        self.workspace.close()
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
@@ -117,11 +115,9 @@ class RoutelabApp(App):
         self.query_one(ReviewPane).show_examples(event.ids, event.title)
 
     def on_open_in_playground(self, event: OpenInPlayground) -> None:
-        pane = self.query_one(PlaygroundPane)
-        select = getattr(pane, "select_model", None)
-        if select is not None:
-            self.action_show_tab("playground")
-            select(event.model_id)
+        """The Jobs pane opens a trained model: listed, selected and loaded in the Playground."""
+        self.action_show_tab("playground")
+        self.query_one(PlaygroundPane).select_model(event.model_id)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

@@ -4,8 +4,8 @@
   a confusion matrix) to be opened in the Review pane. The app (or the review pane)
   handles it with `on_show_examples`, e.g. by switching to the Review tab and filtering
   on `ExampleFilter(ids=tuple(ids))`.
-- `OpenInPlayground(model_id)`: open a model in the Playground (the Jobs pane may post
-  it after a training run; the app handles it by calling `PlaygroundPane.select_model`).
+- `OpenInPlayground(model_id)`: open a model in the Playground (the Jobs pane posts it for
+  `p` on a trained job; the app shows the Playground tab and calls `PlaygroundPane.select_model`).
 """
 
 from __future__ import annotations

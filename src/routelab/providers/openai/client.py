@@ -9,7 +9,12 @@ Retries: tenacity on clients built with max_retries=0 (so retries do not multipl
 408/409/429/5xx, timeouts and connection errors, exponential backoff with jitter,
 honouring retry-after(-ms), at most `max_attempts` tries (more for a 429 rate limit,
 which is transient by nature: `max_rate_limited`). 401, 403 and `insufficient_quota`
-are fatal and never retried. The API key is never part of a message we produce.
+are fatal and never retried. A hung server fails a request after `max_timeouts` timeouts
+(not six: a run against it stops in minutes), a refused connection after `max_unreachable`
+tries (nothing listens there: say so soon), a connection that cannot be made at all after
+CONNECT_TIMEOUT, and no request spends more than its `budget` of time on its tries. The
+API key is never part of a message we produce; a failure names the endpoint, without
+credentials.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +33,12 @@ from routelab.providers.openai import errors
 from routelab.providers.openai.capabilities import PARAMS, Capabilities
 from routelab.providers.openai.endpoints import DEFAULT, DEFAULT_BASE_URL, Target, default_target
 from routelab.providers.openai.formats import FORMS, FormatRefused, refused_for_form, start_form
+from routelab.redaction import register_secret
 
 DEFAULT_TIMEOUT = 60.0
-OPTIONAL_PARAMS = ("logprobs", "top_logprobs", "temperature", "seed", "n", "max_tokens")  # dropped if a server refuses them
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection: a host that drops packets fails fast
+# dropped (and not sent again) when a server refuses them
+OPTIONAL_PARAMS = ("logprobs", "top_logprobs", "temperature", "seed", "n", "max_tokens")
 PARAM_REFUSALS = (400, 422)
 API_MISSING = (404, 405, 501)  # what a server without an API answers its URLs
 
@@ -40,6 +49,9 @@ class RetryPolicy:
     max_rate_limited: int = 20  # tries per request while the answer is 429 rate_limit (with retry-after)
     backoff: float = 0.5  # seconds: the scale of the exponential backoff
     max_wait: float = 60.0  # never sleep longer than this between tries, whatever retry-after says
+    max_unreachable: int = 3  # tries while the connection is refused
+    max_timeouts: int = 2  # tries of one request that may end in a timeout
+    budget: float | None = None  # seconds for all tries of one request (429s aside); None: max(3 x timeout, 60)
 
     def wait(self, attempt: int, exc: BaseException | None) -> float:
         hinted = errors.retry_after_seconds(exc)
@@ -52,6 +64,8 @@ class RetryPolicy:
         """Errors get `max_attempts` tries; rate limits (the server says when to come back) get
         `max_rate_limited` before a request is left for the next run."""
         limit = max(self.max_rate_limited, self.max_attempts) if errors.status_code(exc) == 429 else self.max_attempts
+        if errors.refused(exc):
+            limit = min(limit, self.max_unreachable)
         return tries >= limit
 
 
@@ -65,6 +79,7 @@ class OpenAIClient:
         if timeout <= 0:
             raise BadInput("--timeout must be positive")
         self._api_key = api_key
+        register_secret(api_key)  # whatever text echoes it (a proxy's page) is cleaned before it is kept
         self.target = target or Target(model_id="", model="", name=DEFAULT, base_url=base_url or DEFAULT_BASE_URL)
         self.base_url = base_url if target is None else target.base_url
         self.timeout = timeout
@@ -93,13 +108,13 @@ class OpenAIClient:
             key = target.api_key()
         return cls(api_key=key, target=target, caps=Capabilities(target, store), **kwargs)
 
-    def __repr__(self) -> str:  # never the key
-        return f"OpenAIClient(endpoint={self.target.name!r}, base_url={self.base_url!r})"
+    def __repr__(self) -> str:  # never the key, nor a password in the URL
+        return f"OpenAIClient(endpoint={self.target.name!r}, base_url={errors.display_url(self.base_url)!r})"
 
     @property
     def endpoint(self) -> str:
-        """The endpoint as a stable key (the upload cache's)."""
-        return (self.base_url or DEFAULT_BASE_URL).rstrip("/")
+        """The endpoint as a stable key (the upload cache's), without credentials: it is stored."""
+        return errors.display_url(self.base_url or DEFAULT_BASE_URL).rstrip("/")
 
     @property
     def unsupported(self) -> set[str]:
@@ -114,6 +129,24 @@ class OpenAIClient:
             key_env = f"${t.api_key_env} (endpoint {t.name})" if t.api_key_env else f"the key of endpoint {t.name}"
         return errors.to_error(exc, secret=self._api_key, base_url=self.base_url, model=model, what=what,
                                key_env=key_env)
+
+    def _out_of_time(self, elapsed: float, exc: BaseException | None) -> bool:
+        """Could another try not end within the request's budget? (A 429 says when to come back.)"""
+        if errors.status_code(exc) == 429:
+            return False
+        return elapsed + self.timeout > (self.policy.budget or max(3 * self.timeout, 60.0))
+
+    def _give_up(self, state, tries: int, elapsed: float, earlier_timeouts: int = 0) -> bool:
+        """Tenacity's stop: the policy's tries, the timeouts of this request so far, or its time budget."""
+        exc = state.outcome.exception()
+        state.timeouts = getattr(state, "timeouts", earlier_timeouts) + errors.timed_out(exc)
+        return (self.policy.give_up(tries, exc) or state.timeouts >= self.policy.max_timeouts
+                or self._out_of_time(elapsed, exc))
+
+    def _timeouts(self):
+        import openai
+
+        return openai.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT, self.timeout))
 
     def _note(self, exc: BaseException | None, sleep: float) -> None:
         why = errors.reason(exc)
@@ -141,7 +174,7 @@ class OpenAIClient:
     def _make(self, *, asynchronous: bool):
         import openai
 
-        common = {"api_key": self._api_key, "max_retries": 0, "timeout": self.timeout}
+        common = {"api_key": self._api_key, "max_retries": 0, "timeout": self._timeouts()}
         if self.target.kind == "azure":
             cls = openai.AsyncAzureOpenAI if asynchronous else openai.AzureOpenAI
             return cls(azure_endpoint=self.base_url, api_version=self.target.api_version, **common)
@@ -169,7 +202,7 @@ class OpenAIClient:
 
         policy = self.policy
         retrying = Retrying(
-            stop=lambda state: policy.give_up(state.attempt_number, state.outcome.exception()),
+            stop=lambda state: self._give_up(state, state.attempt_number, state.seconds_since_start),
             wait=lambda state: policy.wait(state.attempt_number, state.outcome.exception()),
             before_sleep=lambda state: self._note(state.outcome.exception(),
                                                   state.next_action.sleep if state.next_action else 0.0),
@@ -179,10 +212,14 @@ class OpenAIClient:
             for attempt in retrying:
                 with attempt:
                     self.stats.requests += 1
-                    return fn(*args, **kwargs)
+                    answer = fn(*args, **kwargs)
+                    if isinstance(answer, str):  # the SDK hands back a body that is not JSON as text
+                        raise errors.not_json(answer, secret=self._api_key, base_url=self.base_url, what=what)
+                    return answer
         except RetryError as e:
             last = e.last_attempt
-            raise errors.gave_up(last.exception(), last.attempt_number, secret=self._api_key, what=what) from None
+            raise errors.gave_up(last.exception(), last.attempt_number, secret=self._api_key, what=what,
+                                 base_url=self.base_url) from None
         except openai.APIError as e:
             raise self.error(e, what=what) from None
 
@@ -218,12 +255,13 @@ class OpenAIClient:
         """One chat completion with retries (its JSON). Raises FatalProviderError, FormatRefused
         (the endpoint does not take this response_format) or RequestFailed."""
         self.stats.requests += 1
+        started = time.monotonic()
         try:  # the common case, without building a retry controller
             return await self._create_or_drop(model, body)
         except Exception as first:  # noqa: BLE001 - sorted out below
             if not self._retryable(first, body):
                 raise self._final(first, model, body) from None
-            return await self._retry(model, body, first)
+            return await self._retry(model, body, first, started)
 
     async def chat_structured(self, model: str, build: Callable[[str], dict[str, Any]]) -> tuple[dict[str, Any], str]:
         """A chat completion in the strongest response format the endpoint accepts: (its JSON, the form).
@@ -241,6 +279,7 @@ class OpenAIClient:
                         continue  # another request found it while this one waited
                     form = self._probe_form()
                     body = build(form)
+                    started = time.monotonic()
                     try:
                         answer, transient = await self._probe(model, body)
                     except FormatRefused:
@@ -250,7 +289,7 @@ class OpenAIClient:
                         self._accepted(form)
                         return answer, form
                 try:
-                    answer = await self._retry(model, body, transient)
+                    answer = await self._retry(model, body, transient, started)
                 except FormatRefused:
                     self._refuse(form)
                     continue
@@ -304,15 +343,18 @@ class OpenAIClient:
             self._probe_lock = (loop, asyncio.Lock())
         return self._probe_lock[1]
 
-    async def _retry(self, model: str, body: dict[str, Any], first: BaseException) -> dict[str, Any]:
+    async def _retry(self, model: str, body: dict[str, Any], first: BaseException, started: float) -> dict[str, Any]:
         from tenacity import AsyncRetrying, RetryError, retry_if_exception
 
         policy = self.policy
+        if policy.give_up(1, first) or self._out_of_time(time.monotonic() - started, first):
+            raise errors.gave_up(first, 1, secret=self._api_key, base_url=self.base_url) from None
         delay = policy.wait(1, first)
         self._note(first, delay)
         await asyncio.sleep(delay)
         retrying = AsyncRetrying(
-            stop=lambda state: policy.give_up(state.attempt_number + 1, state.outcome.exception()),
+            stop=lambda state: self._give_up(state, state.attempt_number + 1, time.monotonic() - started,
+                                             errors.timed_out(first)),
             wait=lambda state: policy.wait(state.attempt_number + 1, state.outcome.exception()),
             before_sleep=lambda state: self._note(state.outcome.exception(),
                                                   state.next_action.sleep if state.next_action else 0.0),
@@ -325,7 +367,8 @@ class OpenAIClient:
                     return await self._create_or_drop(model, body)
         except RetryError as e:
             last = e.last_attempt
-            raise errors.gave_up(last.exception(), last.attempt_number + 1, secret=self._api_key) from None
+            raise errors.gave_up(last.exception(), last.attempt_number + 1, secret=self._api_key,
+                                 base_url=self.base_url) from None
         except Exception as e:  # noqa: BLE001
             raise self._final(e, model, body) from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -374,7 +417,7 @@ class OpenAIClient:
         # client turns this path into /openai/deployments/{model}/chat/completions itself.)
         answer = await self.aclient().post("/chat/completions", body={"model": model, **body}, cast_to=object)
         if not isinstance(answer, dict):
-            raise RequestFailed(f"the endpoint answered something that is not a JSON object: {str(answer)[:100]!r}")
+            raise errors.not_json(answer, secret=self._api_key, base_url=self.base_url)
         return answer
 
 

@@ -9,7 +9,6 @@ OPENAI_API_KEY: a local server must not be handed the OpenAI key.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -53,7 +52,9 @@ class Target:
     def api_key(self) -> str:
         if not self.api_key_env:
             return NO_KEY
-        value = os.environ.get(self.api_key_env, "")
+        from routelab.config import secret_from_env
+
+        value = secret_from_env(self.api_key_env)  # registered for redaction, like OPENAI_API_KEY
         if not value:
             raise BadInput(f"endpoint {self.name} needs its key in ${self.api_key_env}, which is not set")
         return value

@@ -60,11 +60,11 @@ class BulkAcceptScreen(ModalScreen[tuple[str, float] | None]):
         ol = self.query_one(OptionList)
         if ol.highlighted is None or not self.models:
             return None
-        try:
-            conf = float(self.query_one(Input).value.strip() or "0")
+        try:  # an emptied field is refused, never read as "confidence ≥ 0" (that would accept everything)
+            conf = float(self.query_one(Input).value.strip())
         except ValueError:
             return None
-        if not 0.0 <= conf <= 1.0:
+        if not 0.0 <= conf <= 1.0:  # also refuses nan
             return None
         return self.models[ol.highlighted], conf
 
@@ -90,7 +90,7 @@ class BulkAcceptScreen(ModalScreen[tuple[str, float] | None]):
         self.counted = (model, conf, n)
         t = Text()
         t.append(f"Accept {n:,} proposals", style="bold")
-        t.append(f" from {printable(model)} at confidence ≥ {conf:g}? Each becomes its own decision (undo works).")
+        t.append(f" from {printable(model)} at confidence ≥ {conf:g}? Each is its own decision; u undoes them all.")
         self.query_one("#bulk-count", Static).update(t)
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:

@@ -9,8 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from rich.console import Group
+from rich.console import Group, RenderableType
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual.geometry import Region
+from textual.strip import Strip
+from textual.widget import Widget
 
 from routelab.domain import Action, Decision, Example, Proposal, Status, printable
 
@@ -39,74 +44,86 @@ def render_detail(
     ex: Example | None, proposals: Sequence[Proposal], history: Sequence[Decision],
     best: Proposal | None, *, empty_hint: str = "",
 ) -> Group:
+    """The question (or conversation), each model's proposal (⏎ marks what Enter accepts), the label, the history."""
     if ex is None:
         return Group(Text(empty_hint or "Nothing to review in this filter.", style="dim"))
-    parts: list[Text] = []
+    label = Text("label   ", style="bold")
+    label.append(_clean(ex.label) if ex.label else "—", style="green" if ex.label else "dim")
+    return Group(*_question_lines(ex), Text(), *_proposal_lines(proposals, best), Text(), label,
+                 *_history_lines(history))
+
+
+def _question_lines(ex: Example) -> list[Text]:
     head = Text()
     head.append(f"#{ex.id}", style="bold")
     head.append(f" · {_clean(ex.source)} · {ex.split} · ")
     head.append(str(ex.status), style=STATUS_STYLE.get(ex.status, ""))
-    parts.append(head)
-    parts.append(Text())
+    lines = [head, Text()]
     for m in ex.messages():
         line = Text()
         line.append(f"{m.role}: ", style="bold" if m.role == "user" else "dim bold")
         line.append(_clean(m.content).replace("\t", " "), style="" if m.role == "user" else "dim")
-        parts.append(line)
-    parts.append(Text())
+        lines.append(line)
+    return lines
 
-    valid_actions = {p.action for p in proposals if p.valid and p.action}
-    if proposals:
-        for p in proposals:
-            line = Text(no_wrap=True, overflow="ellipsis")
-            chosen = best is not None and p.id == best.id
-            line.append("⏎ " if chosen else "  ", style="bold green")
-            if p.valid and p.action:
-                line.append(f"{p.confidence:.2f}  " if p.confidence is not None else "  —   ")
-            else:
-                line.append("  ✗   ", style="red")
-            line.append(_cell(p.model, 18) + " ", style="bold" if chosen else "")
-            if p.valid and p.action:
-                line.append(_clean(p.action), style="bold" if chosen else "")
-                if best is not None and p.action != best.action:
-                    line.append("  ≠ disagrees", style="yellow")
-            else:
-                line.append("invalid", style="red")
-                if p.raw:
-                    line.append("  " + _clean(p.raw).replace("\n", " ")[:60], style="dim")
-            parts.append(line)
-        if best is not None:
-            t = Text("Enter accepts ", style="dim")
-            t.append(_clean(best.model), style="dim bold")
-            t.append("'s ", style="dim")
-            t.append(_clean(best.action), style="bold")
-            if len(valid_actions) > 1:
-                t.append(f"  ({len(valid_actions)} models disagree)", style="yellow")
-            parts.append(t)
+
+def _proposal_line(p: Proposal, best: Proposal | None) -> Text:
+    """`⏎ 0.93  gpt-4.1  book_holiday`, `  ✗   local  invalid  <what it said>`."""
+    line = Text(no_wrap=True, overflow="ellipsis")
+    chosen = best is not None and p.id == best.id
+    valid = p.valid and p.action
+    line.append("⏎ " if chosen else "  ", style="bold green")
+    if valid:
+        line.append(f"{p.confidence:.2f}  " if p.confidence is not None else "  —   ")
     else:
-        parts.append(Text("no proposals yet (routelab label)", style="dim"))
+        line.append("  ✗   ", style="red")
+    line.append(_cell(p.model, 18) + " ", style="bold" if chosen else "")
+    if valid:
+        line.append(_clean(p.action), style="bold" if chosen else "")
+        if best is not None and p.action != best.action:
+            line.append("  ≠ disagrees", style="yellow")
+    else:
+        line.append("invalid", style="red")
+        if p.raw:
+            line.append("  " + _clean(p.raw).replace("\n", " ")[:60], style="dim")
+    return line
 
-    label = Text("label   ", style="bold")
-    label.append(_clean(ex.label) if ex.label else "—", style="green" if ex.label else "dim")
-    parts.append(Text())
-    parts.append(label)
 
-    if history:
-        parts.append(Text("history", style="bold"))
-        for d in list(history)[-8:]:
-            line = Text("  ")
-            line.append(_local_time(d.at), style="dim")
-            line.append(f"  {d.kind}", style=KIND_STYLE.get(str(d.kind), ""))
-            if d.action:
-                line.append(f" {_clean(d.action)}")
-            if d.model:
-                line.append(f" ({_clean(d.model)})", style="dim")
-            if d.undoes:
-                line.append(f" #{d.undoes}", style="dim")
-            parts.append(line)
-        if len(history) > 8:
-            parts.append(Text(f"  … {len(history) - 8} earlier", style="dim"))
-    return Group(*parts)
+def _proposal_lines(proposals: Sequence[Proposal], best: Proposal | None) -> list[Text]:
+    if not proposals:
+        return [Text("no proposals yet (routelab label)", style="dim")]
+    lines = [_proposal_line(p, best) for p in proposals]
+    if best is not None:
+        t = Text("Enter accepts ", style="dim")
+        t.append(_clean(best.model), style="dim bold")
+        t.append("'s ", style="dim")
+        t.append(_clean(best.action), style="bold")
+        valid_actions = {p.action for p in proposals if p.valid and p.action}
+        if len(valid_actions) > 1:
+            t.append(f"  ({len(valid_actions)} models disagree)", style="yellow")
+        lines.append(t)
+    return lines
+
+
+def _history_lines(history: Sequence[Decision], shown: int = 8) -> list[Text]:
+    """The newest `shown` decisions, oldest first, and how many came before."""
+    if not history:
+        return []
+    lines = [Text("history", style="bold")]
+    for d in list(history)[-shown:]:
+        line = Text("  ")
+        line.append(_local_time(d.at), style="dim")
+        line.append(f"  {d.kind}", style=KIND_STYLE.get(str(d.kind), ""))
+        if d.action:
+            line.append(f" {_clean(d.action)}")
+        if d.model:
+            line.append(f" ({_clean(d.model)})", style="dim")
+        if d.undoes:
+            line.append(f" #{d.undoes}", style="dim")
+        lines.append(line)
+    if len(history) > shown:
+        lines.append(Text(f"  … {len(history) - shown} earlier", style="dim"))
+    return lines
 
 
 def render_catalog(actions: Sequence[Action], width: int = 200) -> Text:
@@ -124,13 +141,6 @@ def render_catalog(actions: Sequence[Action], width: int = 200) -> Text:
 
 
 # ---------------------------------------------------------------- the widget
-
-from rich.console import RenderableType  # noqa: E402
-from rich.segment import Segment  # noqa: E402
-from rich.style import Style  # noqa: E402
-from textual.geometry import Region  # noqa: E402
-from textual.strip import Strip  # noqa: E402
-from textual.widget import Widget  # noqa: E402
 
 
 class DetailView(Widget):

@@ -1,8 +1,8 @@
 """A virtual list over the workspace: a Line-API ScrollView that never holds all rows.
 
 `RowWindow` keeps one contiguous run of rows of the current filter (at most a few
-hundred) around what is on screen. It grows by keyset pages (`Store.page(after=,
-before=)`, an index range scan whatever the offset) and jumps by offset only when
+hundred) around what is on screen. It grows by keyset pages (`page(after=,
+before=)` of a RowSource, an index range scan whatever the offset) and jumps by offset only when
 the user leaps far away (scrollbar drag, `G`). The total comes from one COUNT and is
 then kept up to date locally as decisions move rows in and out of the filter, so a
 decision never pays for a COUNT over a million rows.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import textwrap
 from bisect import bisect_left
 from collections.abc import Callable
+from typing import Protocol
 
 from rich.segment import Segment
 from rich.style import Style
@@ -23,17 +24,29 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from routelab.domain import Example, Status, printable
-from routelab.store import ExampleFilter, Store
+from routelab.domain import Example, ExampleFilter, Status, printable
 
 BIG_ID = 2**62
+
+
+class RowSource(Protocol):
+    """Where a window's rows come from (the review session): pages in id order, by keyset or by offset."""
+
+    def page(self, flt: ExampleFilter, *, after: int | None = None, before: int | None = None,
+             limit: int = 50) -> list[Example]: ...
+
+    def page_at(self, flt: ExampleFilter, *, offset: int, limit: int = 50) -> list[Example]: ...
+
+    def count(self, flt: ExampleFilter) -> int: ...
+
+    def position(self, flt: ExampleFilter, example_id: int) -> int: ...
 
 
 class RowWindow:
     """A contiguous slice [start, start + len(rows)) of the filter's rows, in id order."""
 
-    def __init__(self, store: Store, flt: ExampleFilter, *, page: int = 100, max_rows: int = 600):
-        self.store = store
+    def __init__(self, source: RowSource, flt: ExampleFilter, *, page: int = 100, max_rows: int = 600):
+        self.source = source
         self.flt = flt
         self.page = page
         self.max_rows = max_rows
@@ -60,18 +73,22 @@ class RowWindow:
         elif defer_count:
             self.count, self.exact = len(self.rows) + 1, False
         else:
-            self.set_count(self.store.count(self.flt))
+            self.count_now()
 
     def set_count(self, count: int) -> None:
         self.count, self.exact = count, True
+
+    def count_now(self) -> None:
+        """The exact count, here and now (the COUNT a deferred reset left to a worker)."""
+        self.set_count(self.source.count(self.flt))
 
     def reload_around(self, example_id: int | None, offset_hint: int = 0) -> int:
         """After outside changes: fresh count and rows, the cursor kept on `example_id` if it still matches.
 
         Returns the offset to put the cursor on."""
-        count = self.store.count(self.flt)
+        count = self.source.count(self.flt)
         if example_id is not None:
-            return self.reanchor(example_id, self.store.position(self.flt, example_id), count)
+            return self.reanchor(example_id, self.source.position(self.flt, example_id), count)
         self.set_count(count)
         self._load_at(max(0, min(offset_hint, self.count - 1) - self.page // 2))
         return max(0, min(offset_hint, self.count - 1))
@@ -88,12 +105,12 @@ class RowWindow:
 
     def _fetch(self, **kw) -> list[Example]:
         self.fetches += 1
-        return self.store.page(self.flt, **kw)
+        return self.source.page(self.flt, **kw)
 
     def _load_at(self, offset: int) -> None:
         self.fetches += 1
         self.start = max(0, offset)
-        self.rows = self.store.page_at(self.flt, offset=self.start, limit=self.page * 2)
+        self.rows = self.source.page_at(self.flt, offset=self.start, limit=self.page * 2)
 
     def _load_tail(self) -> None:
         self.rows = self._fetch(before=BIG_ID, limit=self.page * 2)
@@ -191,6 +208,34 @@ class RowWindow:
             self.count += 1
             return self.start + i
         return None
+
+
+    def apply_decision(self, ex: Example, cursor: int, *, stays: Callable[[], bool], anchor: int | None) -> int:
+        """`ex` was just decided: it stays (the cursor moves past it) or leaves the filter (the next
+        row slides under the cursor). Returns the cursor. `anchor`: the row to re-read around when
+        `ex` is no longer in the window."""
+        offset = self.offset_of(ex.id)
+        if offset is None:  # off the window (moved meanwhile): re-read around the cursor
+            return self.reload_around(anchor, cursor)
+        if stays():
+            self.replace(offset, ex)
+            return offset + 1 if offset == cursor else cursor
+        self.remove(offset)
+        return cursor - 1 if offset < cursor else cursor
+
+    def apply_undo(self, ex: Example, *, belongs: bool) -> int | None:
+        """`ex` came back from an undo: put it back in place (its offset, for the cursor), or drop it
+        when it is outside the filter now (None)."""
+        offset = self.offset_of(ex.id)
+        if not belongs:
+            if offset is not None:
+                self.remove(offset)
+            return None
+        if offset is not None:
+            self.replace(offset, ex)
+            return offset
+        offset = self.insert(ex)
+        return offset if offset is not None else self.reload_around(ex.id)
 
 
 STATUS_MARK = {

@@ -8,7 +8,6 @@ the app to open those examples in the Review pane (a ShowExamples message).
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 from rich.cells import cell_len
 from rich.table import Table
@@ -20,9 +19,12 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
-from routelab.domain import Evaluation, printable
+from routelab.domain import Evaluation, RoutelabError
+from routelab.services.formatting import headline_row
+from routelab.services.workspace import EvaluationOverview, Workspace
+from routelab.tui.components.model_names import cut_middle, short_model
 from routelab.tui.messages import ShowExamples
-from routelab.tui.safe import literal
+from routelab.tui.safe import literal, say
 
 # the headline (macro-F1 and the invalid rate are in the per-action panel's title)
 TABLE_COLUMNS = ("model", "synthetic", "user", "all", "improvement", "latency", "cost")
@@ -32,94 +34,14 @@ MATRIX_MAX_ACTIONS = 12  # beyond this the full matrix is unreadable: the larges
 MODEL_WIDTH = (16, 44)  # the headline's model column: at least, at most (the rest of the row decides)
 
 
-def _short(model: str, width: int = 30) -> str:
-    """`model` in at most `width` characters, cut in the middle (both ends stay readable)."""
-    if len(model) <= width:
-        return model
-    if width <= 1:
-        return "…"[:width]
-    tail = (width - 1) // 2
-    return model[: width - 1 - tail] + "…" + model[len(model) - tail:]
-
-
-def short_model(model: str, width: int = 30) -> str:
-    """A model id in at most `width` characters, keeping what tells models apart.
-
-    A fine-tune id `ft:BASE:SUFFIX:ID` (or `ft:BASE:ORG:SUFFIX:ID`) keeps its suffix and id
-    and shortens the base: `ft:gpt-4.1…:routelab:IWFYZ3fh`, then `ft:…:routelab:IWFYZ3fh`;
-    anything else is cut in the middle. The full id belongs in a tooltip or a panel.
-    """
-    if len(model) <= width:
-        return model
-    parts = model.split(":")
-    if len(parts) >= 3 and parts[0] == "ft":
-        base, rest = parts[1], ":".join(parts[2:])
-        room = width - len("ft:…:") - len(rest)
-        if room >= 6:  # enough of the base to recognise it
-            return f"ft:{base[:room]}…:{rest}"
-        if room >= 0:
-            return f"ft:…:{rest}"
-        ident = parts[-1]
-        if len("ft:…:") + len(ident) <= width:  # the id tells fine-tunes apart: keep it whole
-            middle = ":".join(parts[2:-1])
-            room = width - len("ft:…:") - len(ident) - 2
-            return f"ft:…:{middle[:room]}…:{ident}" if room >= 3 else f"ft:…:{ident}"
-    return _short(model, width)
-
-
-def _c(x: float, sign: bool = False) -> str:
-    """0.84 -> `.84`, -0.05 -> `-.05`, 1.0 -> `1.00`: interval ends, compactly."""
-    s = f"{x:+.2f}" if sign else f"{x:.2f}"
-    return s.replace("0.", ".", 1) if s.lstrip("+-").startswith("0.") else s
-
-
-def fmt_acc(cell: dict | None) -> str:
-    """`0.88 [.84–.91]` (95% Wilson interval), or `—` for an empty slice."""
-    if not cell or not cell.get("n"):
-        return "—"
-    return f"{cell['accuracy']:.2f} [{_c(cell['ci_low'])}–{_c(cell['ci_high'])}]"
-
-
-def fmt_improvement(imp: dict | None, is_base: bool) -> str:
-    """`+0.35 [+.21–+.49]`, `base`, or `—`."""
-    if is_base:
-        return "base"
-    if not imp:
-        return "—"
-    return f"{imp['delta']:+.2f} [{_c(imp['ci_low'], True)}–{_c(imp['ci_high'], True)}]"
-
-
-def fmt_latency(p50: float | None, p95: float | None) -> str:
-    """`0.12/0.31` or `19/58` (ms; the column header says so)."""
-    if p50 is None:
-        return "—"
-
-    def one(v: float) -> str:
-        return f"{v:.2f}" if v < 10 else f"{v:.0f}"
-
-    return f"{one(p50)}/{one(p95 if p95 is not None else p50)}"
-
-
 # key -> header; compact cells so that five or more models fit 120 columns
 HEADERS = {"model": "model", "synthetic": "synthetic", "user": "user", "all": "all", "improvement": "vs base",
            "latency": "p50/p95 ms", "cost": "$/1k routes"}
 
 
 def headline_cells(ev: Evaluation) -> dict[str, str]:
-    """The headline row of one model, in the pane's compact formats (the model id in full)."""
-    from routelab.services.evaluation import headline_row
-
-    d = ev.details
-    slices = d.get("slices", {})
-    cells = headline_row(ev)
-    cells.update({
-        "synthetic": fmt_acc(slices.get("synthetic")),
-        "user": fmt_acc(slices.get("user")),
-        "all": fmt_acc(slices.get("all")),
-        "improvement": fmt_improvement(d.get("improvement"), d.get("base") == ev.model),
-        "latency": fmt_latency(ev.latency_p50_ms, ev.latency_p95_ms),
-    })
-    return cells
+    """The headline row of one model, compact (the model id in full)."""
+    return headline_row(ev, compact=True)
 
 
 class EvaluatePane(Vertical):
@@ -127,9 +49,9 @@ class EvaluatePane(Vertical):
         Binding("r", "run_eval", "Run eval"),
     ]
 
-    def __init__(self, db_path, *, auto_run: bool = True, **kwargs):
+    def __init__(self, workspace: Workspace, *, auto_run: bool = True, **kwargs):
         super().__init__(**kwargs)
-        self.db_path = Path(db_path)
+        self.workspace = workspace
         self.split = "test"
         self.rows: list[Evaluation] = []
         self.selected: str | None = None
@@ -137,6 +59,7 @@ class EvaluatePane(Vertical):
         self.running = False
         self.auto_run = auto_run  # evaluate once by itself when nothing is stored and every model is local
         self._auto_pending = False
+        self._visible = False  # between a Show and a Hide event: its tab is the active one
         self._loaded = False
         self._model_width = MODEL_WIDTH[1]  # of the headline's model column, as last filled
         self._first_next = False  # a run finished: the next load selects its first row
@@ -166,6 +89,7 @@ class EvaluatePane(Vertical):
 
     def on_show(self) -> None:
         """Shown (its tab opened): keys go to the table unless something here has focus."""
+        self._visible = True
         if not any(w.has_focus for w in self.query(DataTable)):
             self.query_one("#eval-table", DataTable).focus()
         if self._auto_pending:
@@ -178,49 +102,39 @@ class EvaluatePane(Vertical):
     @work(thread=True, exclusive=True, group="eval-load")
     def reload(self, first: bool = False) -> None:
         """Read the stored evaluations; `first`: select the first row (after a run) instead of keeping the selection."""
-        from routelab.services.evaluation import check_split, latest
-        from routelab.store import Store
-
-        auto = False
-        with Store.open(self.db_path, create=False) as store:
-            rows = latest(store)
-            split = rows[0].split if rows else self.split
-            hint = None
-            if not rows:
-                try:
-                    n = len(check_split(store, split or "test"))
-                    hint = f"{n} questions in the {split} split have a human label · press r to evaluate every model"
-                    # nothing stored yet and every model is local (free, offline): show the table unasked
-                    from routelab.config import settings
-
-                    auto = self.auto_run and not settings().has_openai  # no key: only local models run
-                except Exception as e:  # BadInput: no test split, or no labels yet
-                    hint = str(e)
+        overview = self.workspace.evaluation_overview(self.split)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show, rows, split or "test", hint, first)
-            if auto:
+            self.app.call_from_thread(self._show, overview, first)
+            # nothing stored yet and every model is local (free, offline): show the table unasked
+            if not overview.rows and overview.labelled is not None and overview.offline and self.auto_run:
                 self.app.call_from_thread(self._maybe_auto_run)
 
-    def _displayed(self) -> bool:
-        """On screen now (its tab is the active one)?"""
-        return all(getattr(node, "display", True) for node in self.ancestors_with_self)
+    def on_hide(self) -> None:
+        self._visible = False
 
     def _maybe_auto_run(self) -> None:
         """Evaluate unasked once, the first time the pane is seen with nothing stored (local models only)."""
         self._auto_pending = True
-        if self._displayed() and self.auto_run and not self.running:
+        # on screen, by the Show event: at start-up the tabs hide the panes a moment after they mount,
+        # so looking at `display` then could start an evaluation nobody sees
+        if self._visible and self.auto_run and not self.running:
             self.auto_run = self._auto_pending = False
             self.action_run_eval()
 
-    def _show(self, rows: list[Evaluation], split: str, hint: str | None, first: bool = False) -> None:
+    def _show(self, overview: EvaluationOverview, first: bool = False) -> None:
         self._loaded = True
-        self.rows, self.split = rows, split
+        self.rows, self.split = overview.rows, overview.split
         first, self._first_next = first or self._first_next, False
         self._fill(None if first else self.selected)
-        if rows:
+        if self.rows:
             self._status()
+            return
+        if overview.problem:
+            hint = overview.problem
         else:
-            self.query_one("#eval-status", Static).update(literal(hint or "no evaluation yet · press r to run one"))
+            hint = (f"{overview.labelled} questions in the {overview.split} split have a human label · "
+                    "press r to evaluate every model")
+        self.query_one("#eval-status", Static).update(literal(hint))
 
     @staticmethod
     def _widths(cells: list[dict[str, str]]) -> dict[str, int]:
@@ -314,7 +228,7 @@ class EvaluatePane(Vertical):
             per.add_row(f"{m['f1']:.2f}", f"{m['precision']:.2f}", f"{m['recall']:.2f}", str(m["support"]),
                         literal(action))
         for i, c in enumerate(ev.details.get("confusions", [])):
-            conf.add_row(str(c["count"]), literal(_short(c["gold"], 24)), literal(_short(c["pred"], 24)), key=str(i))
+            conf.add_row(str(c["count"]), literal(cut_middle(c["gold"], 24)), literal(cut_middle(c["pred"], 24)), key=str(i))
             self.confusion_ids.append((f"{ev.model}: {c['gold']} → {c['pred']}", list(c["ids"])))
         labels = ev.details.get("labels", [])
         small = 0 < len(labels) <= MATRIX_MAX_ACTIONS
@@ -339,7 +253,7 @@ class EvaluatePane(Vertical):
         if len(title) + len(" · worst first") <= room:
             title += " · worst first"
         per.border_title = literal(title)
-        per.border_subtitle = literal(_short(ev.model, room)) if name != ev.model else None  # the full id
+        per.border_subtitle = literal(cut_middle(ev.model, room)) if name != ev.model else None  # the full id
 
     @staticmethod
     def _matrix(ev: Evaluation):
@@ -373,13 +287,13 @@ class EvaluatePane(Vertical):
         if 0 <= index < len(self.confusion_ids):
             title, ids = self.confusion_ids[index]
             self.post_message(ShowExamples(ids, title))
-            self.notify(printable(f"{title}: {len(ids)} examples"), title="Opening in Review", markup=False)
+            say(self, f"{title}: {len(ids)} examples", title="Opening in Review")
 
     # ------------------------------------------------------------------ running
 
     def action_run_eval(self) -> None:
         if self.running:
-            self.notify("an evaluation is already running")
+            say(self, "an evaluation is already running")
             return
         self.running = True
         self._status("evaluating…") if self.rows else self.query_one("#eval-status", Static).update(
@@ -388,10 +302,6 @@ class EvaluatePane(Vertical):
 
     @work(thread=True, exclusive=True, group="eval-run")
     def run_eval(self) -> None:
-        from routelab.domain import RoutelabError
-        from routelab.services.evaluation import evaluate
-        from routelab.store import Store
-
         worker = get_current_worker()
 
         def progress(p) -> None:
@@ -399,9 +309,8 @@ class EvaluatePane(Vertical):
             self.app.call_from_thread(self._progress, f"evaluating{pct} · {p.message}")
 
         try:
-            with Store.open(self.db_path, create=False) as store:
-                run = evaluate(store, split=self.split, progress=progress, confirm=self._confirm_spend,
-                               cancelled=lambda: worker.is_cancelled)
+            run = self.workspace.evaluate(self.split, progress=progress, confirm=self._confirm_spend,
+                                          cancelled=lambda: worker.is_cancelled)
         except RoutelabError as e:
             self.app.call_from_thread(self._done, str(e), True)
             return
@@ -438,6 +347,6 @@ class EvaluatePane(Vertical):
 
     def _done(self, message: str, error: bool) -> None:
         self.running = False
-        self.notify(literal(message).plain, severity="error" if error else "information", markup=False)
+        say(self, literal(message).plain, severity="error" if error else "information")
         self._first_next = True  # a new run: its first row (the base) and its panels
         self.reload(first=True)

@@ -10,8 +10,6 @@ separated by " | ".
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -21,7 +19,11 @@ from textual.widgets import DataTable, Input, SelectionList, Static
 from textual.widgets.selection_list import Selection
 from textual.worker import get_current_worker
 
-from routelab.tui.panes.evaluate import short_model
+from routelab.domain import RoutelabError
+from routelab.services.formatting import fmt_confidence, fmt_ms, fmt_route_cost
+from routelab.services.playground import RouteResult, Try
+from routelab.services.workspace import Workspace
+from routelab.tui.components.model_names import short_model
 from routelab.tui.safe import literal
 
 MODEL_WIDTH = 30  # the routes table's model column (the full ids are in its tooltip)
@@ -29,24 +31,13 @@ LIST_WIDTH = 26  # what the model list shows of an id beside its checkbox
 COST_WIDTH = 9  # `<$0.0001`, `$0.00012`, `$0.012`, `free`
 
 
-def fmt_cost(r) -> str:
-    """One route's cost, readable in a narrow column: `free` (a local model), `$0.00012`, `<$0.0001`."""
-    if not r.cost:
-        return "free" if not (r.tokens_in or r.tokens_out) else "$0"
-    if r.cost < 0.0001:
-        return "<$0.0001"
-    if r.cost < 1:
-        return f"${r.cost:.2g}"  # two significant digits: $0.00012, $0.0031, $0.12
-    return f"${r.cost:.2f}"
-
-
-def _fmt_route(r) -> tuple[Text, Text, str, str, str]:
+def route_cells(r: RouteResult) -> tuple[Text, Text, str, str, str]:
+    """(action, error, confidence, latency, cost) of one route, for the routes table."""
     if r.error:
         return literal("error", "red"), literal(r.error, "red"), "", "", ""
     action = literal(r.action, "bold") if r.valid and r.action else literal("(invalid)", "red")
-    conf = "" if r.confidence is None else f"{r.confidence:.2f}"
-    latency = "" if r.latency_ms is None else (f"{r.latency_ms:.2f} ms" if r.latency_ms < 10 else f"{r.latency_ms:.0f} ms")
-    return action, literal(""), conf, latency, fmt_cost(r)
+    return action, literal(""), fmt_confidence(r.confidence), fmt_ms(r.latency_ms), \
+        fmt_route_cost(r.cost, r.tokens_in + r.tokens_out)
 
 
 class PlaygroundPane(Vertical):
@@ -56,13 +47,12 @@ class PlaygroundPane(Vertical):
         Binding("ctrl+r", "reload_models", "Reload models"),
     ]
 
-    def __init__(self, db_path, **kwargs):
+    def __init__(self, workspace: Workspace, **kwargs):
         super().__init__(**kwargs)
-        self.db_path = Path(db_path)
+        self.workspace = workspace
         self.playground = None  # services.playground.Playground, built in a worker
-        self.store = None
         self.models: list[str] = []
-        self.tries: list = []  # services.playground.Try, oldest first
+        self.tries: list[Try] = []  # oldest first
         self.current: int | None = None  # index into tries shown in the results table
         self._pending: list[str] = []  # select_model() calls before the models loaded
         self.ready = False
@@ -93,13 +83,6 @@ class PlaygroundPane(Vertical):
         self.query_one("#pg-history", DataTable).add_columns("#", "saved", "question", "routes")
 
 
-    def on_unmount(self) -> None:
-        if self.store is not None:
-            try:
-                self.store.close()
-            except Exception:
-                pass
-
     def on_show(self) -> None:
         """Shown (its tab opened): the question box takes the keys; the models start loading."""
         if self.app.focused is None or self.app.focused not in self.query("*"):
@@ -112,14 +95,9 @@ class PlaygroundPane(Vertical):
 
     @work(thread=True, exclusive=True, group="pg-load")
     def load_models(self) -> None:
-        from routelab.domain import RoutelabError
-        from routelab.services.playground import Playground
-        from routelab.store import Store
-
         try:
-            if self.store is None:
-                self.store = Store.open(self.db_path, create=False)
-                self.playground = Playground(self.store)
+            if self.playground is None:
+                self.playground = self.workspace.playground()
             models = self.playground.models()
         except RoutelabError as e:
             self.app.call_from_thread(self._status, str(e), "red")
@@ -206,16 +184,15 @@ class PlaygroundPane(Vertical):
 
     @work(thread=True, group="pg-route")
     def route(self, text: str, models: list[str]) -> None:
-        from routelab.domain import RoutelabError
-
         try:
             attempt = self.playground.route(text, models)
         except RoutelabError as e:
             self.app.call_from_thread(self._status, str(e), "red")
             return
-        self.app.call_from_thread(self._add_try, attempt)
+        self.app.call_from_thread(self.add_try, attempt)
 
-    def _add_try(self, attempt) -> None:
+    def add_try(self, attempt: Try) -> None:
+        """Show a routed question: a new row of the history, its routes in the table."""
         self.tries.append(attempt)
         index = len(self.tries) - 1
         summary = " · ".join(
@@ -238,7 +215,7 @@ class PlaygroundPane(Vertical):
         title = attempt.text if not attempt.conversation else f"{attempt.text}  (+{len(attempt.conversation)} earlier turns)"
         results.border_title = Text("Routes · ") + literal(title[:80])
         for r in attempt.results:
-            action, error, conf, latency, cost = _fmt_route(r)
+            action, error, conf, latency, cost = route_cells(r)
             results.add_row(literal(short_model(r.model, MODEL_WIDTH)), action, conf, latency, cost, error)
         cut = [(short_model(r.model, MODEL_WIDTH), r.model) for r in attempt.results
                if short_model(r.model, MODEL_WIDTH) != r.model]
@@ -265,8 +242,6 @@ class PlaygroundPane(Vertical):
 
     @work(thread=True, group="pg-save")
     def save(self, index: int) -> None:
-        from routelab.domain import RoutelabError
-
         attempt = self.tries[index]
         try:
             example_id = self.playground.save(attempt)
