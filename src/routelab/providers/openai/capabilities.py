@@ -23,6 +23,7 @@ from routelab.providers.openai.endpoints import Target
 PARAMS = ("logprobs", "seed", "n", "temperature", "max_tokens")
 APIS = ("batch", "files", "fine_tuning")
 API_LABELS = {"batch": "Batch API", "files": "Files API", "fine_tuning": "fine-tuning API"}
+API_MISSING = (404, 405, 501)  # what a server without an API answers its URLs
 OFFICIAL = {"structured": "json_schema", "logprobs": True, "batch": True, "files": True, "fine_tuning": True}
 
 
@@ -111,3 +112,28 @@ def endpoint_rows(store, settings) -> list[dict[str, Any]]:
             "capabilities": {w: {"value": known[w][0], "source": known[w][1]} for w in SHOWN if w in known},
         })
     return rows
+
+
+def require_api(client, api: str, command: str) -> None:
+    """BadInput (one line, before any work is sent) where the client's endpoint lacks `api` (batch,
+    files, fine_tuning): declared, detected before, or found now by one free listing request."""
+    from routelab.domain import BadInput
+    from routelab.providers.base import RequestFailed
+
+    caps = client.caps
+    missing = caps.missing(api, command)
+    if missing is None and caps.get(api) is None:
+        sync = client.sync
+        listing = {"batch": lambda: sync.batches.list(limit=1), "files": lambda: sync.files.list(),
+                   "fine_tuning": lambda: sync.fine_tuning.jobs.list(limit=1)}[api]
+        try:
+            client.call(f"checking for a {API_LABELS[api]}", listing)
+        except RequestFailed as e:
+            if e.status not in API_MISSING:
+                raise
+            caps.record(api, False)
+            missing = caps.missing(api, command)
+        else:
+            caps.record(api, True)
+    if missing:
+        raise BadInput(missing)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from routelab.domain import BadInput
-from routelab.providers.base import CallStats, RequestFailed
+from routelab.providers.base import CallStats
 from routelab.providers.openai import errors
 from routelab.providers.openai.capabilities import PARAMS, Capabilities
 from routelab.providers.openai.endpoints import DEFAULT, DEFAULT_BASE_URL, Target, default_target
@@ -40,7 +40,6 @@ CONNECT_TIMEOUT = 5.0  # seconds to open a connection: a host that drops packets
 # dropped (and not sent again) when a server refuses them
 OPTIONAL_PARAMS = ("logprobs", "top_logprobs", "temperature", "seed", "n", "max_tokens")
 PARAM_REFUSALS = (400, 422)
-API_MISSING = (404, 405, 501)  # what a server without an API answers its URLs
 
 
 @dataclass(frozen=True)
@@ -224,26 +223,10 @@ class OpenAIClient:
             raise self.error(e, what=what) from None
 
     def require_api(self, api: str, command: str) -> None:
-        """BadInput (one line, before any work is sent) where the endpoint lacks `api` (batch, files,
-        fine_tuning): declared, detected before, or found now by one free listing request."""
-        from routelab.providers.openai.capabilities import API_LABELS
+        """BadInput (one line, before any work is sent) where the endpoint lacks `api`: capabilities.py."""
+        from routelab.providers.openai.capabilities import require_api
 
-        missing = self.caps.missing(api, command)
-        if missing is None and self.caps.get(api) is None:
-            sync = self.sync
-            listing = {"batch": lambda: sync.batches.list(limit=1), "files": lambda: sync.files.list(),
-                       "fine_tuning": lambda: sync.fine_tuning.jobs.list(limit=1)}[api]
-            try:
-                self.call(f"checking for a {API_LABELS[api]}", listing)
-            except RequestFailed as e:
-                if e.status not in API_MISSING:
-                    raise
-                self.caps.record(api, False)
-                missing = self.caps.missing(api, command)
-            else:
-                self.caps.record(api, True)
-        if missing:
-            raise BadInput(missing)
+        require_api(self, api, command)
 
     # ------------------------------------------------------------ chat completions
 
