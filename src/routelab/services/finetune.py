@@ -85,7 +85,7 @@ def providers() -> list[str]:
 def plan_finetune(store: Store, options: FinetuneOptions, settings) -> FinetunePlan:
     """Build and check the export (BadInput before anything is spent), write it, estimate the cost."""
     options = replace(options, provider=options.provider or registry.default_trainer(settings))
-    trainer = registry.trainer(options.provider, settings)
+    trainer = registry.trainer(options.provider, settings, store=store, base=options.base_model)
     if options.suffix is not None and (len(options.suffix) > 64 or not options.suffix.strip()):
         raise BadInput("--suffix must be 1 to 64 characters")
     base = options.base_model or trainer.default_base
@@ -142,7 +142,7 @@ def _job_params(plan: FinetunePlan) -> dict[str, Any]:
 def start_finetune(store: Store, plan: FinetunePlan, settings, *, trainer: Trainer | None = None,
                    on_event: Callable[[JobEvent], None] | None = None) -> Job:
     """Record the job and start it. A trainer that runs here runs to completion. Any failure marks the job failed."""
-    trainer = trainer or registry.trainer(plan.options.provider, settings)
+    trainer = trainer or registry.trainer(plan.options.provider, settings, store=store, base=plan.base_model)
     w = plan.written  # the files on disk are what gets trained on: check them (again) before the job exists
     check_jsonl_file(w.train_path, plan.report["token_limit"])
     if w.validation_path:

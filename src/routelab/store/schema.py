@@ -201,4 +201,28 @@ MIGRATIONS.append(
     ]
 )
 
+MIGRATIONS.append(
+    # 4: named endpoints (`routelab endpoints add`) and what each endpoint was found to support.
+    # An endpoint row holds its URL and the NAME of the environment variable with its key,
+    # never a key. Capabilities are keyed by the endpoint's URL (with Azure's api-version),
+    # so the default endpoint (OPENAI_BASE_URL) is remembered the same way and a changed URL
+    # is probed afresh.
+    [
+        """CREATE TABLE endpoints (
+            name TEXT PRIMARY KEY,
+            kind TEXT NOT NULL DEFAULT 'openai' CHECK (kind = 'openai' OR kind = 'azure'),
+            base_url TEXT NOT NULL,
+            api_key_env TEXT,
+            api_version TEXT,
+            declared TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE endpoint_capabilities (
+            endpoint TEXT PRIMARY KEY,
+            detected TEXT NOT NULL DEFAULT '{}',
+            updated_at TEXT NOT NULL
+        )""",
+    ]
+)
+
 LATEST = len(MIGRATIONS)

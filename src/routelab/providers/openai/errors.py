@@ -178,7 +178,7 @@ def describe(exc: BaseException, secret: str | None, base_url: str | None = None
 
 
 def to_error(exc: BaseException, *, secret: str | None, base_url: str | None, model: str | None = None,
-             what: str | None = None) -> ProviderError:
+             what: str | None = None, key_env: str = "OPENAI_API_KEY") -> ProviderError:
     """Our error for an SDK error that will not be retried (any more). `what` says which call it was
     (files, jobs...); without it the call was a chat completion of `model`."""
     status, code, param = status_code(exc), error_code(exc), _error_body(exc).get("param")
@@ -186,7 +186,7 @@ def to_error(exc: BaseException, *, secret: str | None, base_url: str | None, mo
     prefix = f"{what}: " if what else ""
     fatal = None
     if status == 401:
-        fatal = f"the OpenAI-compatible API{where} rejected the API key (401): check OPENAI_API_KEY"
+        fatal = f"the OpenAI-compatible API{where} rejected the API key (401): check {key_env}"
     elif status == 403:
         fatal = (f"the API key is not allowed to use {model or 'this endpoint'}{where} (403 permission denied): "
                  "check the key's project and model access")
