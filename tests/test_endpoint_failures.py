@@ -12,6 +12,7 @@ import socket
 
 import pytest
 
+from routelab.config import Settings
 from routelab.services.playground import Playground
 from tests.fake_openai import FakeOpenAI
 
@@ -57,7 +58,7 @@ def test_route_with_a_bogus_key_is_an_error_naming_the_endpoint(demo_store, run_
 
 
 def test_the_playground_reports_a_failed_request_as_an_error(demo_store, nowhere):
-    attempt = Playground(demo_store).route(QUESTION, ["gpt-4.1", "local"])
+    attempt = Playground(demo_store, Settings()).route(QUESTION, ["gpt-4.1", "local"])
     failed, local = attempt.results
     assert failed.error and nowhere in failed.error and failed.action is None and not failed.valid
     assert local.error is None and local.action == "get_payslip"

@@ -265,7 +265,7 @@ def test_the_playground_routes_a_named_endpoints_model_beside_the_default(store,
 
     fake = server("llama.cpp")
     store.save_endpoint(new_endpoint("local-llama", fake.base_url, api_key_env="EP_KEY"))
-    attempt = Playground(store).route("where is my payslip", ["local-llama/gemma", "gpt-4.1"])
+    attempt = Playground(store, Settings()).route("where is my payslip", ["local-llama/gemma", "gpt-4.1"])
     by_model = {r.model: r for r in attempt.results}
     assert by_model["local-llama/gemma"].action == "get_payslip" and by_model["gpt-4.1"].action == "get_payslip"
     assert {q["body"]["model"] for q in chats(fake)} == {"gemma"}
@@ -328,7 +328,7 @@ def test_the_jobs_service_follows_an_endpoint_job_and_its_model_opens_in_the_pla
             break
     assert job.status == "succeeded" and job.result["fine_tuned_model"].startswith("az/ft:")
     assert all(q["path"].startswith("/openai/") for q in fake.requests)
-    attempt = Playground(demo_store).route("can I book Friday off", [job.result["fine_tuned_model"]])
+    attempt = Playground(demo_store, Settings()).route("can I book Friday off", [job.result["fine_tuned_model"]])
     assert attempt.results[0].error is None and attempt.results[0].valid
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from routelab.config import Settings
 from routelab.domain import NewExample, TrainedModel
 from routelab.services import evaluation as ev
 from routelab.store import ExampleFilter
@@ -137,8 +138,8 @@ def test_default_models_with_a_key(demo_store, fake_openai):
 
 
 def test_latest_compares_older_rows_with_the_newest_base(demo_store):
-    ev.evaluate(demo_store, ["local"], base="local")
-    ev.evaluate(demo_store, [ev.ZERO_SHOT])
+    ev.evaluate(demo_store, ["local"], base="local", settings=Settings())
+    ev.evaluate(demo_store, [ev.ZERO_SHOT], settings=Settings())
     rows = ev.latest(demo_store, "test")
     assert [r.model for r in rows] == [ev.ZERO_SHOT, "local"]
     assert rows[1].details["base"] == ev.ZERO_SHOT

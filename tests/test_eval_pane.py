@@ -7,6 +7,7 @@ from pathlib import Path
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Static
 
+from routelab.config import Settings
 from routelab.domain import NewExample
 from routelab.services import evaluation as ev
 from routelab.services.workspace import Workspace
@@ -53,7 +54,7 @@ def _cells(table: DataTable, row: int) -> list[str]:
 
 
 async def test_pane_shows_stored_table_and_opens_a_confusion(demo_store):
-    run = ev.evaluate(demo_store)  # zero-shot baseline and the local teacher
+    run = ev.evaluate(demo_store, settings=Settings())  # zero-shot baseline and the local teacher
     app = PaneApp(demo_store.path)
     async with app.run_test(size=(120, 40)) as pilot:
         await _settle(app, pilot)
@@ -171,7 +172,7 @@ async def test_pane_shows_hostile_action_names_literally(store):
                    label=bad[i % 2] if i < 4 else "get_payslip")
         for i in range(8)
     ])
-    ev.evaluate(store, [ev.ZERO_SHOT])
+    ev.evaluate(store, [ev.ZERO_SHOT], settings=Settings())
     app = PaneApp(store.path)
     async with app.run_test(size=(120, 40)) as pilot:
         await _settle(app, pilot)
@@ -200,7 +201,7 @@ def _evaluate_five(path) -> None:
 
     def run() -> None:
         with Store.open(path) as store:
-            runs.append(ev.evaluate(store, FIVE))
+            runs.append(ev.evaluate(store, FIVE, settings=Settings()))
 
     thread = threading.Thread(target=run)
     thread.start()

@@ -101,7 +101,7 @@ async def test_jobs_without_metrics_show_no_loss_chart(demo_store):
     """Label and eval jobs have no loss: no empty chart frame, the event log takes the room."""
     from routelab.services import evaluation
 
-    evaluation.evaluate(demo_store)  # offline: an eval job, and a label job for the zero-shot baseline
+    evaluation.evaluate(demo_store, settings=load_settings())  # offline: an eval job, and a label job for the zero-shot baseline
     app = RoutelabApp(demo_store.path)
     async with app.run_test(size=(120, 40)) as pilot:
         pane = app.query_one(JobsPane)

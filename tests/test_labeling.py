@@ -371,7 +371,7 @@ def test_cancelling_the_job_stops_the_run_and_keeps_what_arrived(store, fake_ope
     def progress(p):
         if p.done >= 5 and not cancelled:
             job = store.jobs(kind="label")[0]
-            JobService(store).cancel(job.id)
+            JobService(store, Settings()).cancel(job.id)
             cancelled.append(job.id)
 
     result = label(store, teacher(), concurrency=2, progress=progress)

@@ -9,6 +9,7 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Input, SelectionList
 
+from routelab.config import Settings
 from routelab.domain import BadInput
 from routelab.services.evaluation import ZERO_SHOT
 from routelab.services.formatting import fmt_route_cost
@@ -63,7 +64,7 @@ def test_route_cli_openai_side_by_side(demo_store, run_cli, fake_openai):
 
 
 def test_playground_save_stores_question_and_routes(demo_store):
-    pg = Playground(demo_store)
+    pg = Playground(demo_store, Settings())
     attempt = pg.route("I need a day off | Which day? | next Friday", [ZERO_SHOT, "local"])
     assert all(r.error is None and r.action for r in attempt.results)
     example_id = pg.save(attempt)

@@ -36,6 +36,14 @@ class Context:
         self.db_path = Path(getattr(args, "db", None) or os.environ.get("ROUTELAB_DB") or "routelab.db")
         self.db_existed = self.db_path.exists()
         self._store = None
+        self._settings = None
+
+    def settings(self):  # -> Settings: read from the environment once per command, then passed down
+        if self._settings is None:
+            from routelab.config import settings
+
+            self._settings = settings()
+        return self._settings
 
     def store(self):  # -> Store (imported lazily: `routelab --help` stays instant)
         if self._store is None:

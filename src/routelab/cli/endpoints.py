@@ -78,10 +78,9 @@ def _cell(entry: dict | None) -> str:
 
 
 def cmd_list(ctx) -> int:
-    from routelab.config import settings as load_settings
     from routelab.providers.openai.capabilities import endpoint_rows
 
-    rows = endpoint_rows(ctx.store(), load_settings())
+    rows = endpoint_rows(ctx.store(), ctx.settings())
     if ctx.args.json:
         emit_json(rows)
         return 0

@@ -67,8 +67,8 @@ def cmd_eval(ctx) -> int:
     models = ev.parse_models(a.models)
     progress = ProgressPrinter("evaluate", quiet=a.json)
     try:
-        run = ev.evaluate(store, models, split=a.split, base=a.base, progress=progress,
-                          confirm=confirmer(a.yes, "evaluating"))
+        run = ev.evaluate(store, models, split=a.split, base=a.base, settings=ctx.settings(), progress=progress,
+                          confirm=confirmer(a.yes, "evaluating", ctx.settings().spend_limit))
     finally:
         progress.close()
     if a.json:
@@ -128,7 +128,7 @@ def cmd_route(ctx) -> int:
 
     a = ctx.args
     parse_question(a.text)  # bad input is refused before anything is opened
-    pg = Playground(ctx.store())
+    pg = Playground(ctx.store(), ctx.settings())
     models = parse_models(a.model) or pg.models()
     pg.warm(models)  # load first, so the latency shown is the routing, not the loading
     attempt = pg.route(a.text, models)

@@ -79,12 +79,6 @@ def _data_options(p) -> None:
     p.add_argument("--reviewed-only", action="store_true", help="human labels only, no teacher labels")
 
 
-def _settings():
-    from routelab.config import settings
-
-    return settings()
-
-
 def _event_line(ev: JobEvent) -> str:
     when = ev.at[11:19] if len(ev.at) >= 19 else ev.at
     mark = {"warn": "! ", "error": "x "}.get(ev.level, "  ")
@@ -144,7 +138,7 @@ def cmd_finetune(ctx) -> int:
     from routelab.services.finetune import FinetuneOptions, estimate_line, plan_finetune, start_finetune
 
     a = ctx.args
-    settings = _settings()
+    settings = ctx.settings()
     if a.interval <= 0:
         raise BadInput("--interval must be positive")
     opts = FinetuneOptions(provider=a.provider, base_model=a.base_model, epochs=a.epochs, suffix=a.suffix, seed=a.seed,
@@ -182,7 +176,7 @@ def cmd_finetune(ctx) -> int:
 def _service(ctx):
     from routelab.services.jobs import JobService
 
-    return JobService(ctx.store(), _settings())
+    return JobService(ctx.store(), ctx.settings())
 
 
 def _job_dict(store, job) -> dict:

@@ -64,7 +64,6 @@ def _teacher(ctx, settings, *, provider: str | None, model: str | None, **option
 
 
 def cmd_label(ctx) -> int:
-    from routelab.config import settings as load_settings
     from routelab.services.batch_labeling import label_batch
     from routelab.services.labeling import label
 
@@ -77,11 +76,11 @@ def cmd_label(ctx) -> int:
         raise BadInput("--samples must be at least 1")
     if a.timeout <= 0:
         raise BadInput("--timeout must be positive")
-    settings = load_settings()
+    settings = ctx.settings()
     router = _teacher(ctx, settings, provider=a.provider, model=a.model, timeout=a.timeout, samples=a.samples)
     store = ctx.store()
     printer = ProgressPrinter(f"label {router.model}", quiet=False)
-    confirm = confirmer(a.yes, "labelling")
+    confirm = confirmer(a.yes, "labelling", settings.spend_limit)
     try:
         if a.batch:
             result = label_batch(store, router, limit=a.limit, progress=printer, confirm=confirm,
@@ -116,7 +115,6 @@ def cmd_label(ctx) -> int:
 
 
 def cmd_generate(ctx) -> int:
-    from routelab.config import settings as load_settings
     from routelab.providers import registry
     from routelab.services.generation import generate
 
@@ -125,14 +123,14 @@ def cmd_generate(ctx) -> int:
         raise BadInput("--per-action must be at least 1")
     if a.timeout <= 0:
         raise BadInput("--timeout must be positive")
-    settings = load_settings()
+    settings = ctx.settings()
     model = a.model or registry.get(registry.DEFAULT_REMOTE).default_teacher(settings)
     generator = registry.generator(ctx.store(), model, settings, timeout=a.timeout)
     actions = [s.strip() for s in a.actions.split(",") if s.strip()] if a.actions else None
     printer = ProgressPrinter(f"generate {model}")
     try:
         result = generate(ctx.store(), generator, per_action=a.per_action, actions=actions,
-                          concurrency=a.concurrency, progress=printer, confirm=confirmer(a.yes, "generating"),
+                          concurrency=a.concurrency, progress=printer, confirm=confirmer(a.yes, "generating", settings.spend_limit),
                           spend_limit=settings.spend_limit)
     finally:
         printer.close()

@@ -109,15 +109,12 @@ class ProgressPrinter:
             self._drawn = False
 
 
-def confirmer(yes: bool, what: str):
+def confirmer(yes: bool, what: str, limit: float):
     """The service's confirm(estimate): yes with --yes, ask on a terminal, refuse otherwise."""
 
     def confirm(estimate) -> bool:
         if yes:
             return True
-        from routelab.config import settings
-
-        limit = settings().spend_limit
         if not sys.stdin.isatty():
             raise BadInput(
                 f"{what} would cost about ${estimate.cost:.2f} ({estimate.n} requests to {estimate.model}), above "

@@ -134,10 +134,9 @@ def _stage(message: str) -> None:
 
 
 def cmd_demo(ctx) -> int:
-    from routelab.config import settings
     from routelab.services.demo import DEMO_FILE, create_demo_workspace
 
-    path = Path(getattr(ctx.args, "db", None) or settings().demo_dir() / DEMO_FILE)
+    path = Path(getattr(ctx.args, "db", None) or ctx.settings().demo_dir() / DEMO_FILE)
     if not path.exists():
         print(f"creating the demo workspace at {path} ...", file=sys.stderr)
         tmp = path.with_name(path.name + ".partial")

@@ -58,16 +58,12 @@ ID_CHUNK = 5000  # examples per labeling call (the ids go into one SQL IN list)
 # ---------------------------------------------------------------------------- models
 
 
-def default_models(store: Store, settings=None) -> list[str]:
+def default_models(store: Store, settings) -> list[str]:
     """Every model the workspace knows that can run here, the zero-shot baseline first (the registry
     asks each backend that can run here). Offline: local-zero-shot, the local teacher, each local
     trained model. With an OpenAI key also: the base model of each OpenAI fine-tune (first: it is
     the base of the comparison), the OpenAI teacher and each fine-tuned model.
     """
-    if settings is None:
-        from routelab.config import settings as load
-
-        settings = load()
     return registry.runnable_models(store, settings)
 
 
@@ -90,12 +86,8 @@ def parse_models(text: str | None) -> list[str] | None:
     return list(dict.fromkeys(models)) or None
 
 
-def resolve_router(store: Store, model_id: str, settings=None):
+def resolve_router(store: Store, model_id: str, settings):
     """A Router for a model id (the provider registry's resolver)."""
-    if settings is None:
-        from routelab.config import settings as load
-
-        settings = load()
     return registry.router(store, model_id, settings)
 
 
@@ -220,7 +212,7 @@ def _models(store: Store, models: Sequence[str] | None, base: str | None, exampl
 
 def evaluate(
     store: Store, models: Sequence[str] | None = None, *, split: str = "test", base: str | None = None,
-    settings=None, progress: ProgressCallback | None = None, cancelled: Callable[[], bool] | None = None,
+    settings, progress: ProgressCallback | None = None, cancelled: Callable[[], bool] | None = None,
     confirm: Callable[[Any], bool] | None = None, router_for: Callable[[str], Any] | None = None,
 ) -> EvalRun:
     """Evaluate models on the split's human labels, as a job (kind "eval"); store the results.
@@ -228,10 +220,6 @@ def evaluate(
     One model failing (a bad id, a 401) does not stop the others: its reason is in
     `errors`, the job's result and the returned run.
     """
-    if settings is None:
-        from routelab.config import settings as load
-
-        settings = load()
     examples = check_split(store, split)
     models, base = _models(store, models, base, examples, settings)
     n = len(examples)

@@ -80,11 +80,7 @@ def metrics_series(events: list[JobEvent]) -> dict[str, list[tuple[int, float]]]
 
 
 class JobService:
-    def __init__(self, store: Store, settings=None, *, trainers: dict[str, Trainer] | None = None):
-        if settings is None:
-            from routelab.config import settings as load
-
-            settings = load()
+    def __init__(self, store: Store, settings, *, trainers: dict[str, Trainer] | None = None):
         self.store = store
         self.settings = settings
         self._trainers: dict[str, Trainer] = dict(trainers or {})

@@ -97,20 +97,12 @@ def parse_question(raw: str) -> tuple[str, list[Message] | None]:
 class Playground:
     """Routers by model id, loaded lazily and kept; routes one question with many models."""
 
-    def __init__(self, store: Store, settings=None):
+    def __init__(self, store: Store, settings):
         self.store = store
-        self._settings = settings
+        self.settings = settings
         self._routers: dict[str, Any] = {}
         self._errors: dict[str, str] = {}
         self._lock = threading.Lock()
-
-    @property
-    def settings(self):
-        if self._settings is None:
-            from routelab.config import settings as load
-
-            self._settings = load()
-        return self._settings
 
     def models(self) -> list[str]:
         """Every model that can run here (the same list `routelab eval` uses)."""

@@ -76,7 +76,7 @@ class LocalTrainer(Trainer):
     runs_here = True
     free = True
 
-    def __init__(self, settings=None):
+    def __init__(self, settings):
         self.settings = settings
 
     def describe(self, report: dict[str, Any], base: str, cost: float | None) -> str:
