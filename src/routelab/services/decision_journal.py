@@ -37,7 +37,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from routelab.domain import RoutelabError, now_iso
@@ -131,6 +131,7 @@ class Applied:
     done: frozenset[str]  # every entry read and dealt with (stored, or dropped)
     pending: int  # decisions still waiting for the lock (0 unless locked)
     locked: bool
+    read_bytes: int = 0  # how much of the journal this looked at (a later look saw more)
 
 
 def apply_journal(store: Store, journal: DecisionJournal, *, wait: bool) -> Applied:
@@ -143,7 +144,7 @@ def apply_journal(store: Store, journal: DecisionJournal, *, wait: bool) -> Appl
     try:
         stored = store.apply_entries(entries, wait=wait)
     except WorkspaceLocked:
-        return Applied({}, frozenset(), pending_decisions(store, entries), True)
+        return Applied({}, frozenset(), pending_decisions(store, entries), True, size)
     journal.compact(size)
     return Applied(stored, frozenset(e.id for e in entries), 0, False)
 
@@ -187,6 +188,7 @@ class JournalWriter:
         self.db_path, self.journal, self.on_applied = db_path, journal, on_applied
         self.apply_lock = threading.Lock()
         self.state = JournalState()
+        self._state_bytes = 0  # how much of the journal `state` counted: an older count never replaces a newer
         self._wake, self._stop = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._run, name="routelab-journal", daemon=True)
         self._thread.start()
@@ -203,9 +205,12 @@ class JournalWriter:
     def report(self, applied: Applied) -> None:
         """What the latest apply found (from either applier)."""
         if applied.locked:
-            self.state = JournalState(applied.pending, self.state.waiting_for)
+            if applied.read_bytes >= self._state_bytes:
+                self._state_bytes = applied.read_bytes
+                self.state = JournalState(applied.pending, self.state.waiting_for)
             self.kick()
         elif applied.done or not self.journal.has_entries():
+            self._state_bytes = 0
             self.state = JournalState()
         if applied.done:
             self.on_applied(applied)
@@ -238,7 +243,7 @@ class JournalWriter:
             applied = apply_journal(store, self.journal, wait=True)
         if applied.locked:
             if self.state.waiting_for is None:  # name the holder once per wait (a few ms of /proc)
-                self.state = JournalState(applied.pending, describe_holders(lock_holders(self.db_path)))
+                self.state = replace(self.state, waiting_for=describe_holders(lock_holders(self.db_path)))
             self._wake.set()  # try again next round
         self.report(applied)
 

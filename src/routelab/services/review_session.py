@@ -226,8 +226,8 @@ class ReviewSession:
     def _apply_now(self) -> Applied | None:
         """None when the writer thread is busy applying (it will pick this up)."""
         if not self._writer.apply_lock.acquire(blocking=False):
-            entries, _ = self._journal.read()
-            self._writer.report(Applied({}, frozenset(), pending_decisions(self._store, entries), True))
+            entries, size = self._journal.read()
+            self._writer.report(Applied({}, frozenset(), pending_decisions(self._store, entries), True, size))
             return None
         try:
             applied = apply_journal(self._store, self._journal, wait=False)
