@@ -268,3 +268,17 @@ def test_cli_says_when_it_cannot_apply_the_journal_yet(store, db_path, holder, r
     holder()
     r = run_cli("accept", "--model", "gpt-4.1", "--dry-run", "--db", db_path)
     assert r.code == 0 and "1 review decision in" in r.err and "does not see them" in r.err
+
+
+def test_a_session_opened_while_the_lock_is_held_shows_leftover_decisions_as_made(store, db_path, holder):
+    ids = seed(store)
+    DecisionJournal(db_path).append(new_entry("decide", ids[0], kind="flag"))  # as a killed app left it
+    h = holder()
+    session = ReviewSession.open(db_path, load_settings())
+    try:
+        assert session.example(ids[0]).status == Status.FLAGGED
+        assert [e.id for e in session.page(ExampleFilter(status=Status.UNREVIEWED))] == ids[1:]
+        h.release()
+        wait_until(lambda: stored(db_path) == [(ids[0], "flag", None, None)])
+    finally:
+        session.close()

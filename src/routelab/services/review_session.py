@@ -96,6 +96,22 @@ class ReviewSession:
         self._local: dict[int, tuple[str, Example]] = {}
         self._journal = DecisionJournal(self.path)
         self._writer = JournalWriter(self.path, self._journal, self._forget_applied)
+        if self._journal.has_entries():
+            self._take_up_leftovers()
+
+    def _take_up_leftovers(self) -> None:
+        """A journal left by a session that was killed (or one still waiting): applied now if the lock is
+        free, else its decisions are shown as made from the start, so no question is offered twice."""
+        applied = self._apply_now()
+        if applied is None or applied.locked:
+            entries, _ = self._journal.read()
+            stored = self._store.stored_entries([e.id for e in entries])
+            cancelled = {e.target for e in entries if e.op == "cancel"}
+            for e in entries:
+                if e.op == "decide" and e.id not in stored and e.id not in cancelled:
+                    ex = self.example(e.example_id)
+                    if ex is not None:
+                        self._local[ex.id] = (e.id, _as_decided(ex, DecisionKind(e.kind), e.action))
 
     @classmethod
     def open(cls, path: str | Path, settings) -> ReviewSession:
