@@ -120,7 +120,9 @@ def _command(pid: int) -> str:
     except OSError:
         return "?"
     words = [w.decode(errors="replace") for w in raw.split(b"\0") if w]
-    if len(words) > 1 and Path(words[0]).name.startswith("python") and words[1].endswith("routelab"):
+    if len(words) > 2 and Path(words[0]).name.startswith("python") and words[1:3] == ["-m", "routelab"]:
+        words = ["routelab", *words[3:]]
+    elif len(words) > 1 and Path(words[0]).name.startswith("python") and words[1].endswith("routelab"):
         words = words[1:]
     if words:
         words[0] = Path(words[0]).name
