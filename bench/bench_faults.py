@@ -249,7 +249,7 @@ def unlabelled(tmp: Path, i: int, n: int) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--kills", type=int, default=3, help="kills of each kind")
+    ap.add_argument("--kills", type=int, default=5, help="kills of each kind")
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--rows", type=int, default=150_000, help="rows of the big import that is killed")
     a = ap.parse_args()

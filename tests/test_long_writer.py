@@ -316,3 +316,12 @@ def test_a_real_import_holds_the_lock_and_the_wait_names_it(store, db_path, tmp_
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_journal_never_lands_on_another_question(store, db_path):
+    ids = seed(store)
+    journal = DecisionJournal(db_path)
+    journal.append(new_entry("decide", ids[0], kind="flag", question="not-this-question"))  # a workspace made anew
+    journal.append(new_entry("decide", ids[1], kind="flag", question=store.example(ids[1]).hash))
+    apply_journal(store, journal, wait=True)
+    assert operator_decisions(store) == [(ids[1], "flag", None, None)]

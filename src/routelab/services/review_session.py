@@ -220,7 +220,7 @@ class ReviewSession:
         if before is None:
             raise BadInput(f"no question #{example_id}")
         action, model = (action, model) if needs_action else (None, None)
-        entry = new_entry("decide", example_id, kind=str(kind), action=action, model=model)
+        entry = new_entry("decide", example_id, kind=str(kind), action=action, model=model, question=before.hash)
         self._journal.append(entry)  # fsynced: from here on the decision survives kill -9
         with self._steps_lock:
             self._steps.append(JournalStep(entry.id, before))

@@ -35,6 +35,7 @@ class Entry:
     model: str | None = None
     at: str | None = None
     target: str | None = None
+    question: str | None = None  # the question's content hash: an entry never lands on another question
 
 
 class DecisionsTable(StoreBase):
@@ -69,7 +70,8 @@ class DecisionsTable(StoreBase):
         """Write journal entries in order, in one transaction, each at most once: an entry already
         stored is passed over, a decision cancelled in the same batch is never written, a cancel
         of a stored decision appends its undo, and an entry that can no longer apply (its action
-        was removed, its question is gone) is dropped. Returns entry id -> decision id of every
+        was removed, its question is gone, or the id is another question's: a journal beside a
+        workspace made anew) is dropped. Returns entry id -> decision id of every
         entry of the batch now in the store. `wait=False`: WorkspaceLocked at once if another
         process holds the write lock."""
         with self.transaction(wait=wait) as c:
@@ -191,7 +193,8 @@ def _stored_entries(c: sqlite3.Connection, ids: list[str]) -> dict[str, int]:
 def _applicable(c: sqlite3.Connection, e: Entry, known: set[str]) -> bool:
     if e.kind not in OPERATOR_KINDS or (e.kind in ("accept", "override") and e.action not in known):
         return False
-    return c.execute("SELECT 1 FROM examples WHERE id = ?", (e.example_id,)).fetchone() is not None
+    row = c.execute("SELECT hash FROM examples WHERE id = ?", (e.example_id,)).fetchone()
+    return row is not None and (e.question is None or row[0] == e.question)
 
 
 def _refresh(c: sqlite3.Connection, example_id: int) -> None:
