@@ -216,7 +216,16 @@ def _read_shown(child: subprocess.Popen, shown: list) -> None:
             shown.append((int(parts[0]), parts[1]))
 
 
-def build_workspace(tmp: Path, rows: int) -> tuple[Path, Path]:
+def big_csv(tmp: Path, i: int, rows: int) -> Path:
+    """New questions for each round (an import of questions already there would be quick)."""
+    path = tmp / "big.csv"
+    with path.open("w") as f:
+        f.write("text\n")
+        f.writelines(f"round {i} big import question number {j} about payslips and leave\n" for j in range(rows))
+    return path
+
+
+def build_workspace(tmp: Path) -> Path:
     from routelab.services.demo import create_demo_workspace
 
     db = tmp / "faults.db"
@@ -230,12 +239,7 @@ def build_workspace(tmp: Path, rows: int) -> tuple[Path, Path]:
             f.write(f"question {i}: {' '.join(rng.choices(words, k=6))}\n")
     r = run(["import", extra, "--db", db, "--source", "extra"])
     assert r.returncode == 0, r.stderr
-    big = tmp / "big.csv"
-    with big.open("w") as f:
-        f.write("text\n")
-        for i in range(rows):
-            f.write(f"big import question number {i} about {' '.join(rng.choices(words, k=5))}\n")
-    return db, big
+    return db
 
 
 def unlabelled(tmp: Path, i: int, n: int) -> Path:
@@ -251,18 +255,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--kills", type=int, default=5, help="kills of each kind")
     ap.add_argument("--seed", type=int, default=int(time.time()))
-    ap.add_argument("--rows", type=int, default=150_000, help="rows of the big import that is killed")
+    ap.add_argument("--rows", type=int, default=200_000, help="rows of the big import that is killed")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="routelab-faults-") as d:
         tmp = Path(d)
-        db, big = build_workspace(tmp, a.rows)
+        db = build_workspace(tmp)
         inputs = hostile_inputs(tmp, db)
         kills = {"import": [], "export": [], "label": [], "review": []}
         shown = lost = 0
         for i in range(a.kills):
-            kills["import"].append((kill_at_random(["import", big, "--db", db, "--source", f"big{i}"], rng, 0.8, 4.0),
+            big = big_csv(tmp, i, a.rows)
+            kills["import"].append((kill_at_random(["import", big, "--db", db, "--source", f"big{i}"], rng, 0.7, 2.5),
                                     healthy(db)))
             kills["export"].append((kill_at_random(["export", "--out", tmp / "out", "--db", db], rng, 0.3, 2.0),
                                     healthy(db)))

@@ -224,8 +224,14 @@ class JournalWriter:
                 if self._stop.is_set() or not self.journal.has_entries():
                     continue
                 store = store or self._open()
-                if store is not None:
+                if store is None:
+                    continue
+                try:
                     self._apply(store)
+                except Exception:  # noqa: BLE001 - e.g. a disk error: the entries stay journalled; retry afresh
+                    store.close()
+                    store = None
+                    self._stop.wait(1.0)
         finally:
             if store is not None:
                 store.close()
