@@ -268,6 +268,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                   "apis": set(), "n_supported": False},
     "vllm": {"apis": set()},
     "ollama": {"logprobs_supported": False, "apis": set(), "n_supported": False},
+    "azure": {"azure": True},
     "bare": {"formats_accepted": {"text"}, "format_refusal_status": 422, "logprobs_supported": False,
              "apis": set(), "seed_supported": False, "n_supported": False},
 }
@@ -334,6 +335,9 @@ class FakeOpenAI:
         self.seed_supported: bool = True
         self.n_supported: bool = True
         self.garbage_200: bool = False  # answer 200 text/html echoing the request (a captive portal)
+        self.azure: bool = False  # also answer Azure OpenAI's URL shape (see _azure)
+        self.azure_deployments: set[str] | None = None  # None: any deployment name exists
+        self.azure_api_versions: list[str] = []  # the api-version of each Azure request
         # observation
         self.requests: list[dict] = []
         self.errors: list[str] = []  # tracebacks of bugs inside the fake (answered 500)
@@ -355,6 +359,11 @@ class FakeOpenAI:
         self._thread: threading.Thread | None = None
         self.base_url: str = ""
         self.port: int = 0
+
+    @property
+    def azure_endpoint(self) -> str:
+        """What an Azure resource's endpoint looks like here (the SDK appends /openai/...)."""
+        return f"http://127.0.0.1:{self.port}"
 
     def use_profile(self, name: str) -> FakeOpenAI:
         """Behave like another server kind (PROFILES): refused response formats, missing APIs..."""
@@ -503,9 +512,32 @@ class FakeOpenAI:
         return None
 
     # ------------------------------------------------------------------ routing
+    def _azure(self, path: str, query: dict, headers: dict, body: Any) -> tuple[str, Any]:
+        """Azure OpenAI's URL shape, mapped onto ours: /openai/deployments/{deployment}/chat/completions
+        and /openai/{files,batches,fine_tuning}/..., each with ?api-version=..., the key in `api-key`."""
+        if headers.get("api-key") != self.api_key:
+            raise _ApiError(401, "Access denied due to invalid subscription key or wrong API endpoint. Make sure "
+                                 "to provide a valid key for an active subscription.", code="401")
+        if not query.get("api-version"):
+            raise _ApiError(404, "Resource not found", code="404")
+        with self._lock:
+            self.azure_api_versions.append(query["api-version"])
+        parts = [unquote(p) for p in path[len("/openai/"):].split("/") if p]
+        if parts[:1] == ["deployments"] and len(parts) >= 2:
+            deployment = parts[1]
+            if self.azure_deployments is not None and deployment not in self.azure_deployments:
+                raise _ApiError(404, "The API deployment for this resource does not exist.",
+                                code="DeploymentNotFound")
+            if isinstance(body, dict):
+                body = {**body, "model": deployment}
+            parts = parts[2:]
+        return "/v1/" + "/".join(parts), body
+
     def _respond(self, method: str, path: str, query: dict, headers: dict, raw: bytes, body: Any):
         auth = headers.get("authorization", "")
-        if auth != f"Bearer {self.api_key}":
+        if path.startswith("/openai/") and self.azure:
+            path, body = self._azure(path, query, headers, body)
+        elif auth != f"Bearer {self.api_key}":
             msg = ("You didn't provide an API key. You need to provide your API key in an Authorization header "
                    "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)." if not auth else
                    "Incorrect API key provided. You can find your API key at "

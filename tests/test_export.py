@@ -222,3 +222,84 @@ def test_exported_files_are_ordinary_files(demo_store, tmp_path):
     os.umask(mask)
     for name in ("train.jsonl", "validation.jsonl", "report.json"):
         assert (out / name).stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_streamed_token_counts_are_the_count_functions(demo_store, tmp_path):
+    """Tokens are counted per message as the lines stream; the sums equal count_tokens of each whole line."""
+    demo_store.add_examples([NewExample(text="what does <|endoftext|> mean in my payslip?", split="train",
+                                        label="get_payslip")])  # spelled like a special token: plain text
+    result = export_dataset(demo_store, tmp_path / "out")
+    for part, path in (("train", result.train_path), ("validation", result.validation_path)):
+        counts = [count_tokens(row["messages"]) for row in _lines(path)]
+        assert result.report[part]["tokens"] == sum(counts)
+        assert result.report[part]["max_example_tokens"] == max(counts)
+    assert check_jsonl_file(result.train_path, result.report["token_limit"]) == result.report["train"]["examples"]
+
+
+def test_two_id_ranges_at_once_give_the_same_files(demo_store, monkeypatch):
+    """A big workspace is scanned in two halves, one in a worker process: the files are the same."""
+    import routelab.services.export_scan as scan
+
+    one = build_export(demo_store, ExportOptions(seed=4))
+    monkeypatch.setattr(scan, "PARALLEL_MIN", 0)
+    two = build_export(demo_store, ExportOptions(seed=4))
+    assert two.digest == one.digest and two.report == one.report
+    assert two.data("train") == one.data("train") and two.data("validation") == one.data("validation")
+    assert [ln.example_id for ln in two.train] == [ln.example_id for ln in one.train]
+
+
+def test_near_keys_hash_the_same_on_the_fast_path():
+    from hashlib import blake2b
+
+    from routelab.services.export_scan import key_hash
+
+    for text in ["Can I book Friday off?", "  ?!  ", "", "Ünïcödé — straße", "tab\tand\nnew line", "ALL_CAPS_42",
+                 "emoji 🎉 ok", "日本語のテキスト"]:
+        assert key_hash(text) == blake2b(near_key(text).encode(), digest_size=8).digest(), text
+
+
+def test_check_file_on_disk_counts_every_bad_line(tmp_path):
+    good = {"messages": [{"role": "system", "content": "route " * 50}, {"role": "user", "content": "u"},
+                         {"role": "assistant", "content": "a"}]}
+    path = tmp_path / "train.jsonl"
+    rows = [good] * 3 + [{"messages": [{"role": "user", "content": "x"}]}] * 7 + [good]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
+    with pytest.raises(BadInput) as e:
+        check_jsonl_file(path)
+    assert "example missing assistant message on 7 line(s) (4, 5, 6, 7, 8 ...)" in str(e.value)
+    path.write_text(json.dumps(good) + "\n")
+    limit = count_tokens(good["messages"])  # the repeated system prompt is counted once, the same
+    assert check_jsonl_file(path, limit) == 1
+    with pytest.raises(BadInput, match="over token limit on 1 line"):
+        check_jsonl_file(path, limit - 1)
+
+
+def test_a_line_separator_inside_a_message_is_not_a_line_break(demo_store, tmp_path):
+    """U+2028 is kept raw in JSON (ensure_ascii=False); only "\\n" ends a line of the file."""
+    from routelab.domain import Message
+
+    history = [Message(role="user", content="my payslip\u2028is wrong"), Message(role="assistant", content="Which month?")]
+    demo_store.add_examples([NewExample(text="May", conversation=history, split="train", label="get_payslip")])
+    result = export_dataset(demo_store, tmp_path / "out", ExportOptions(val_fraction=0.0))
+    assert "\u2028" in result.train_path.read_text(encoding="utf-8")
+    assert check_jsonl_file(result.train_path) == result.report["train"]["examples"]
+    ex = build_export(demo_store, ExportOptions(val_fraction=0.0))
+    line = next(ln for ln in ex.train if ln.messages[-2]["content"] == "May")
+    assert line.messages[1]["content"] == "my payslip\u2028is wrong" and line.action == "get_payslip"
+
+
+def test_a_line_never_has_more_tokens_than_bytes():
+    """Why check_jsonl_file counts only lines longer than the limit: tokens <= bytes of the line."""
+    import random
+
+    rng = random.Random(3)
+    alphabet = ["a", "é", "日", "🎉", " ", "\n", '"', "\\", "<|endoftext|>", "0"]
+    for _ in range(300):
+        messages = [{"role": rng.choice(["system", "user", "assistant"]),
+                     "content": "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))}
+                    for _ in range(rng.randint(1, 4))]
+        if rng.random() < 0.3:
+            messages[0]["name"] = rng.choice(["x", "日本"])
+        row = {"messages": messages}
+        for line in (json.dumps(row, ensure_ascii=False), json.dumps(row, separators=(",", ":"), ensure_ascii=False)):
+            assert count_tokens(messages) <= len(line.encode("utf-8")), line

@@ -120,3 +120,17 @@ async def test_jobs_without_metrics_show_no_loss_chart(demo_store):
             detail = pane.query_one("#job-detail").region
             shown = "\n".join(line[detail.x:detail.right] for line in _screen(app))
             assert "loss" not in shown and "┌" not in shown, shown
+
+
+async def test_a_second_paid_finetune_on_the_same_data_is_named_in_the_dialog(demo_store, fake_openai, run_cli):
+    first = run_cli("--db", demo_store.path, "finetune", "--provider", "openai")
+    assert first.code == 0, first
+    [job] = demo_store.jobs(kind="finetune")
+    app = RoutelabApp(demo_store.path)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await pilot.press("f2", "f")
+        assert await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        message = str(app.screen.message)
+        assert f"job {job.id}" in message and "this exact data" in message
+        await pilot.press("n")
+    assert len(fake_openai.jobs) == 1

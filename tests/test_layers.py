@@ -11,6 +11,7 @@ import routelab
 SRC = Path(routelab.__file__).parent
 # a module may import from its own layer and the ones listed (lower) only
 ALLOWED = {
+    "redaction": set(),  # the bottom: secrets are removed from text at any layer
     "domain": set(),
     "config": {"domain"},
     "pricing": {"domain", "config"},
@@ -21,6 +22,9 @@ ALLOWED = {
     # the app talks to services only: no store, no provider, no settings of its own (a Workspace carries them)
     "tui": {"domain", "services", "tui"},
 }
+for _layer, _below in ALLOWED.items():
+    if _layer != "redaction":
+        _below.add("redaction")
 
 
 def layer_of(path: Path) -> str:

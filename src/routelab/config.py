@@ -1,26 +1,40 @@
 """Settings from the environment (pydantic-settings), in one place.
 
 Secrets are read here and nowhere else, and are never written anywhere: the API key
-is a SecretStr so it does not show up in a repr, a log line or an error message.
+is a SecretStr so it does not show up in a repr, a log line or an error message, and
+every secret value read (the key, the credentials of a base URL) is registered with
+`routelab.redaction`, so that whatever text carries one (a server's echo of our request)
+is cleaned before it is stored or shown. Code reading another key variable (a named
+endpoint's `--api-key-env`) reads it with `secret_from_env`, which does the same.
 """
 
 from __future__ import annotations
 
+import base64
+import os
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from routelab.redaction import register_secret
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROUTELAB_", extra="ignore")
 
-    db: Path = Path("routelab.db")
     data_dir: Path | None = None  # where `routelab demo` keeps its workspace
     teacher: str = "gpt-4.1"  # the OpenAI teacher model
     spend_limit: float = 5.0  # USD: above this estimate, ask before spending
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.openai_api_key is not None:
+            register_secret(self.openai_api_key.get_secret_value())
+        register_url_credentials(self.openai_base_url)
 
     @property
     def has_openai(self) -> bool:
@@ -36,3 +50,27 @@ class Settings(BaseSettings):
 
 def settings() -> Settings:
     return Settings()
+
+
+def secret_from_env(name: str) -> str | None:
+    """A secret from the environment (an API key variable), registered for redaction."""
+    value = os.environ.get(name) or None
+    register_secret(value)
+    return value
+
+
+def register_url_credentials(url: str | None) -> None:
+    """The password of a user:password@ URL, and the Basic credentials httpx makes of it, are secrets."""
+    if not url or "@" not in url:
+        return
+    try:
+        parts = urlsplit(url if "://" in url else f"//{url}")
+        user, password = parts.username, parts.password
+    except ValueError:
+        return
+    if password:
+        register_secret(unquote(password))
+        register_secret(password)
+    if user:
+        userinfo = f"{unquote(user)}:{unquote(password or '')}"
+        register_secret(base64.b64encode(userinfo.encode()).decode())

@@ -114,25 +114,29 @@ def cmd_export(ctx) -> int:
 
 
 def _confirm(plan, yes: bool) -> None:
-    from routelab.services.finetune import estimate_line
+    from routelab.services.finetune import duplicate_line, estimate_line
 
     if yes or plan.free:  # free training (local) needs no yes
         return
     interactive = sys.stdin.isatty()
+    again = duplicate_line(plan) if plan.repeats_paid_job else None
     # A paid fine-tune cannot be taken back: at a terminal, always show the estimate and
-    # ask; in a script, ask for --yes only above the spend limit.
-    if not plan.needs_confirmation and not interactive:
+    # ask; in a script, ask for --yes above the spend limit, or when it would train the
+    # same base on exactly the same data again.
+    if not plan.needs_confirmation and not again and not interactive:
         return
+    if not interactive and again:
+        raise BadInput(f"{again}: not started; pass --yes to train it again")
     if not interactive:
         raise BadInput(
             f"estimated cost ${plan.estimated_cost:.2f} is above the spend limit ${plan.spend_limit:.2f} "
             "(ROUTELAB_SPEND_LIMIT): re-run with --yes to accept it"
         )
-    sys.stderr.write(estimate_line(plan) + "\n")
+    sys.stderr.write(estimate_line(plan) + "\n" + (f"{again}.\n" if again else ""))
     cost = f"about ${plan.estimated_cost:.2f}" if plan.estimated_cost is not None else "an unknown amount (no price)"
-    answer = input(f"Start the fine-tune and spend {cost}? [y/N] ").strip().lower()
+    answer = input(f"Start {'another' if again else 'the'} fine-tune and spend {cost}? [y/N] ").strip().lower()
     if answer not in ("y", "yes"):
-        raise BadInput("not started: the estimate was not accepted")
+        raise BadInput(f"not started: {'the same data was not trained again' if again else 'the estimate was not accepted'}")
 
 
 def cmd_finetune(ctx) -> int:

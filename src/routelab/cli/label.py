@@ -21,7 +21,8 @@ def register(sub, common) -> None:
                    help="which backend labels: openai (the default when OPENAI_API_KEY is set), local (embedded, "
                         "offline), or any installed provider")
     p.add_argument("--model", metavar="M",
-                   help="teacher model (default: $ROUTELAB_TEACHER or gpt-4.1 for openai; 'local' for local)")
+                   help="teacher model (default: $ROUTELAB_TEACHER or gpt-4.1 for openai; 'local' for local); "
+                        "NAME/MODEL for MODEL on endpoint NAME (routelab endpoints add)")
     p.add_argument("--concurrency", type=int, default=8, metavar="N", help="requests in flight (default 8)")
     p.add_argument("--limit", type=int, metavar="N", help="label at most N examples this run")
     p.add_argument("--samples", type=int, default=1, metavar="K",
@@ -40,7 +41,8 @@ def register(sub, common) -> None:
         "generate", parents=[common], help="ask the teacher for realistic questions per action (source synthetic)",
     )
     p.add_argument("--per-action", type=int, required=True, metavar="N", help="new questions per action")
-    p.add_argument("--model", metavar="M", help="generator model (default: $ROUTELAB_TEACHER or gpt-4.1)")
+    p.add_argument("--model", metavar="M", help="generator model (default: $ROUTELAB_TEACHER or gpt-4.1); "
+                                                "NAME/MODEL for MODEL on endpoint NAME")
     p.add_argument("--actions", metavar="A,B", help="only these actions (default: all active)")
     p.add_argument("--concurrency", type=int, default=4, metavar="N", help="requests in flight (default 4)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="per-request timeout (default 120)")

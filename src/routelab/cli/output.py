@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from routelab.domain import BadInput, printable
+from routelab.redaction import redact
 from routelab.services.progress import format_duration
 
 # json.dumps escapes C0 but leaves C1 controls and bidi overrides raw: write those as
@@ -24,7 +25,8 @@ _REPAINT = re.compile(r"^\r(\x1b\[K)?")
 class SafeStream:
     """stdout/stderr for the CLI: every text printed, whatever its origin (a question, an
     action's description, a server's error), reaches the terminal without control
-    characters (OSC 52 clipboard writes, screen clears) and with bidi overrides visible."""
+    characters (OSC 52 clipboard writes, screen clears), with bidi overrides visible and
+    without secrets (routelab.redaction: the last line of defence, whoever built the text)."""
 
     def __init__(self, stream):
         self._stream = stream
@@ -32,7 +34,7 @@ class SafeStream:
     def write(self, text: str) -> int:
         lead = _REPAINT.match(text)
         head = lead.group() if lead else ""
-        self._stream.write(head + printable(text[len(head):]))
+        self._stream.write(head + redact(printable(text[len(head):])))
         return len(text)
 
     def __getattr__(self, name: str):  # flush, isatty, fileno, encoding...

@@ -80,7 +80,7 @@ class CallStats:
     requests: int = 0
     retries: int = 0
     by_reason: Counter = field(default_factory=Counter)
-    flags: dict[str, bool] = field(default_factory=dict)  # e.g. {"logprobs_disabled": True}, kept in the job
+    flags: dict[str, Any] = field(default_factory=dict)  # e.g. {"logprobs_disabled": True}, kept in the job
 
 
 @dataclass
@@ -296,6 +296,11 @@ class Trainer(ABC):
         """The model whose token limits and prices the export is checked against; None: the export's default."""
         return None
 
+    def check_base(self, store: Any, base: str) -> None:
+        """BadInput, before any export or job, where training `base` cannot work (e.g. its endpoint has
+        no fine-tuning API)."""
+        return None
+
     def estimate_cost(self, report: dict[str, Any]) -> float | None:
         """USD for training on this export (its report); None when unknown."""
         return 0.0 if self.free else report.get("estimated_cost")
@@ -343,6 +348,11 @@ class Backend(ABC):
         if not self.available(settings):
             raise BadInput(f"{what} needs {self.requirement}: {self.setup_hint}")
 
+    def require_model(self, store: Any, model_id: str, settings: Settings, what: str) -> None:
+        """BadInput saying what is missing, when `model_id` cannot run here (by default: when the
+        backend cannot; a backend with several endpoints checks the one the id names)."""
+        self.require(settings, what)
+
     def default_teacher(self, settings: Settings) -> str:
         """The model it labels with when none is named."""
         return self.teacher_ids[0] if self.teacher_ids else self.name
@@ -364,5 +374,5 @@ class Backend(ABC):
         raise NotImplementedError(f"the {self.name} provider does not train")
 
     def generator(self, model_id: str, *, settings: Settings, trained: TrainedModel | None = None,
-                  **options: Any) -> QuestionGenerator:
+                  store: Any = None, **options: Any) -> QuestionGenerator:
         raise NotImplementedError(f"the {self.name} provider does not write questions")

@@ -83,7 +83,9 @@ def read_chat_jsonl(path: Path) -> tuple[list[Example], list[str]]:
     """Examples (history + last user message) and labels (the assistant's action) of an export file."""
     examples: list[Example] = []
     labels: list[str] = []
-    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    with Path(path).open(encoding="utf-8", newline="\n") as f:  # lines end at \n only: U+2028 is text
+        lines = f.read().split("\n")
+    for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:

@@ -14,7 +14,10 @@ do not pay for them. A plugin that fails to load is left out, and `load_errors()
 Which backend serves a model id (`resolve`), in this order:
 1. an id a backend serves without training (`teacher_ids`, e.g. "local");
 2. a model trained in this workspace: the backend that trained it (its `provider`);
-3. anything else: the default remote backend (`openai`, any OpenAI-compatible endpoint).
+3. anything else: the default remote backend (`openai`, any OpenAI-compatible endpoint),
+   which reads a `NAME/MODEL` id as MODEL on the workspace's endpoint NAME (`routelab
+   endpoints add`; split at the first `/`) and any other id as a model of the default
+   endpoint (OPENAI_BASE_URL, else OpenAI): providers/openai/endpoints.py.
 """
 
 from __future__ import annotations
@@ -132,7 +135,7 @@ def router(store, model_id: str, settings, *, provider: str | None = None, **opt
     if provider is not None and backend.name != provider:
         raise BadInput(f"{model_id!r} is not a {provider} model (it belongs to {backend.name}); "
                        f"use --provider {backend.name}, or --model {get(provider).default_teacher(settings)}")
-    backend.require(settings, f"model {model_id!r}")
+    backend.require_model(store, model_id, settings, f"model {model_id!r}")
     return backend.router(model_id, store=store, settings=settings, trained=trained, **options)
 
 
@@ -141,8 +144,8 @@ def generator(store, model_id: str, settings, **options: Any) -> QuestionGenerat
     backend, trained = resolve(store, model_id)
     if GENERATE not in backend.capabilities:
         raise no_generator(backend.name)
-    backend.require(settings, "generate")
-    return backend.generator(model_id, settings=settings, trained=trained, **options)
+    backend.require_model(store, model_id, settings, "generate")
+    return backend.generator(model_id, settings=settings, trained=trained, store=store, **options)
 
 
 def no_generator(provider: str) -> BadInput:
@@ -152,12 +155,21 @@ def no_generator(provider: str) -> BadInput:
                     f"generative model (providers with one: {makers})")
 
 
-def trainer(provider: str, settings) -> Trainer:
+def trainer(provider: str, settings, *, store=None, base: str | None = None) -> Trainer:
+    """The trainer of `provider`; with the base model to train (`base`), checked for that model (a base
+    model on a named endpoint needs that endpoint's key, not the provider's default one)."""
     backend = get(provider)
     if TRAIN not in backend.capabilities:
         raise BadInput(f"the {provider} provider does not train (providers that do: {', '.join(names(TRAIN))})")
-    backend.require(settings, f"fine-tuning with --provider {provider}")
-    return backend.trainer(settings)
+    what = f"fine-tuning with --provider {provider}"
+    if base:
+        backend.require_model(store, base, settings, what)
+    else:
+        backend.require(settings, what)
+    made = backend.trainer(settings)
+    if base:
+        made.check_base(store, base)
+    return made
 
 
 def default_teacher(settings) -> str:

@@ -1,7 +1,7 @@
 """Turn the reviewed workspace into OpenAI chat fine-tuning data: labelled, split, checked, priced.
 
-    export = build_export(store, ExportOptions(...))   # nothing written yet; raises BadInput
-    result = write_export(store, export, out_dir)       # atomic files + report.json
+    export = build_export(store, ExportOptions(...))   # files staged, nothing in place yet; raises BadInput
+    result = write_export(store, export, out_dir)       # the export directory replaced as a whole
 
 Rules (see the issue and the OpenAI cookbook's data-preparation notebook):
 - label = the human label (imported, accepted, overridden) where there is one, else the
@@ -10,38 +10,78 @@ Rules (see the issue and the OpenAI cookbook's data-preparation notebook):
   punctuation or whitespace) equals a test question's goes into train or validation.
 - examples already in the validation split stay there; the rest of the pool is split
   stratified by action, seeded and deterministic, with every group of near-identical
-  texts entirely on one side.
-- every line passes the cookbook checks and the token limit before anything is written.
+  texts entirely on one side (services/export_split.py).
+- every line is built from checked domain values in the cookbook's format and passes the
+  token limit before anything is put in place; `check_jsonl_file` checks the files again,
+  line by line, before a trainer reads them.
+
+It streams: one pass over the workspace in keyset pages (two id ranges at once on a big
+workspace), fixed-size numbers per example in memory, lines spooled to disk
+(services/export_scan.py); the files are assembled and hashed as they are written into a
+hidden sibling directory, which replaces the export directory whole (services/export_write.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import random
-import re
-import tempfile
-from collections import Counter, defaultdict
+import shutil
+import weakref
 from dataclasses import dataclass, field
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from routelab.domain import Action, BadInput, Example, Status
-from routelab.providers.openai.tokens import count_tokens
-from routelab.providers.prompts import ROUTER_PROMPT_VERSION, assistant_answer, prompt_hash, router_system_prompt
-from routelab.store import ExampleFilter, Store
+import numpy as np
+
+from routelab.domain import Action, BadInput
+from routelab.providers.prompts import assistant_answer, router_system_prompt
+from routelab.services.export_checks import (
+    MIN_EXAMPLES,
+    check_chat_lines,
+    check_jsonl_file,
+    count_tokens,
+    default_epochs,
+    describe_errors,
+    token_limit_for,
+)
+from routelab.services.export_report import build_report, format_report, part_report
+from routelab.services.export_scan import (
+    HUMAN,
+    KEY_BYTES,
+    WAS_VALIDATION,
+    ScanSpec,
+    message_json,
+    near_key,
+    open_lean,
+    scan_workspace,
+)
+from routelab.services.export_split import split_pool
+from routelab.services.export_write import (
+    check_target,
+    move_beside,
+    remove_empty,
+    remove_file_temporaries,
+    replace_file,
+    same_files,
+    sha256_file,
+    staging_dir,
+    swap_in,
+    write_file,
+    write_lines,
+)
+from routelab.store import Store
+
+__all__ = [  # what callers import from here (some of it lives in the export_* modules)
+    "DEFAULT_BASE_MODEL", "Export", "ExportLine", "ExportOptions", "ExportResult", "MIN_EXAMPLES", "build_export",
+    "check_chat_lines", "check_jsonl_file", "count_tokens", "default_epochs", "default_export_dir",
+    "describe_errors", "export_dataset", "format_report", "near_key", "sha256_file", "token_limit_for",
+    "write_export",
+]
 
 DEFAULT_BASE_MODEL = "gpt-4.1-mini-2025-04-14"
-MIN_EXAMPLES = 10  # OpenAI rejects smaller training files
-# Per-example training context of the fine-tunable models (tokens); unknown models get the default.
-TOKEN_LIMITS = {"gpt-4o-mini": 65_536, "gpt-4.1": 65_536, "gpt-4.1-mini": 65_536, "gpt-4.1-nano": 65_536}
-DEFAULT_TOKEN_LIMIT = 65_536
-# The cookbook's default-epochs rule.
-TARGET_EPOCHS, MIN_TARGET_EXAMPLES, MAX_TARGET_EXAMPLES = 3, 100, 25_000
-MIN_DEFAULT_EPOCHS, MAX_DEFAULT_EPOCHS = 1, 25
-ROLES = {"system", "user", "assistant", "function", "tool"}
-MESSAGE_KEYS = {"role", "content", "name", "function_call", "weight", "tool_calls", "tool_call_id"}
+PARTS = ("train", "validation")
+_CHUNK_LINES = 65_536  # lines whose places are looked up at a time while writing
 
 
 @dataclass(frozen=True)
@@ -74,24 +114,63 @@ class ExportLine:
 
 
 @dataclass
+class _Lines:
+    """Who is on each line of one file, in file order (the lines themselves are on disk)."""
+
+    ids: np.ndarray
+    actions: np.ndarray  # indexes names
+    names: list[str]
+    human: np.ndarray
+    tokens: np.ndarray
+
+
+@dataclass
 class Export:
-    train: list[ExportLine]
-    validation: list[ExportLine]
+    """A built export: its files (staged until written), digest, report and what it decided."""
+
+    dir: Path  # where train.jsonl and validation.jsonl are: a staging directory until write_export
+    digest: str  # identity of the data (both files): an identical export is reused, not rewritten
+    files: dict[str, dict[str, Any]]  # per part: sha256, lines, bytes
     new_validation_ids: list[int]  # pool examples this export puts into the validation split
     system_prompt: str
     report: dict[str, Any]
+    lines: dict[str, _Lines] = field(repr=False, default_factory=dict)
+    made: list[Path] = field(repr=False, default_factory=list)  # folders made for the staging directory
+    _staged: list[Path | None] = field(repr=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._staged = [self.dir]
+        weakref.finalize(self, _discard, self._staged, self.made)  # one never written leaves nothing behind
 
     def data(self, part: str) -> bytes:
-        lines = self.train if part == "train" else self.validation
-        return "".join(line.json() + "\n" for line in lines).encode("utf-8")
+        path = self.dir / f"{part}.jsonl"
+        return path.read_bytes() if path.is_file() else b""
+
+    def _read(self, part: str) -> list[ExportLine]:
+        """The lines of one file, read back (for inspection and tests: it holds them all)."""
+        meta = self.lines[part]
+        rows = self.data(part).split(b"\n")[:-1]  # not splitlines(): a text may hold U+2028
+        return [ExportLine(int(i), meta.names[a], "human" if h else "teacher", json.loads(r)["messages"], int(t))
+                for i, a, h, t, r in zip(meta.ids, meta.actions, meta.human, meta.tokens, rows)]
 
     @property
-    def digest(self) -> str:
-        """Identity of the data (both files): an identical export is reused, not rewritten."""
-        h = hashlib.sha256(self.data("train"))
-        h.update(b"\x00")
-        h.update(self.data("validation"))
-        return h.hexdigest()
+    def train(self) -> list[ExportLine]:
+        return self._read("train")
+
+    @property
+    def validation(self) -> list[ExportLine]:
+        return self._read("validation")
+
+    def discard(self) -> None:
+        """Remove the staged files of an export that will not be written."""
+        _discard(self._staged, self.made)
+
+
+def _discard(staged: list[Path | None], made: list[Path]) -> None:
+    if staged[0] is not None:
+        shutil.rmtree(staged[0], ignore_errors=True)
+        staged[0] = None
+    remove_empty(made)
 
 
 @dataclass
@@ -104,407 +183,213 @@ class ExportResult:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-# ------------------------------------------------------------------ text helpers
+@dataclass
+class _Pool:
+    """The exportable examples in id order, as arrays (see ScanPage), and where their lines are."""
 
-
-def near_key(text: str) -> str:
-    """Near-identical texts share a key: lowercase, punctuation and whitespace removed."""
-    key = re.sub(r"[\W_]+", "", text.lower(), flags=re.UNICODE)
-    return key or text.strip().lower()
-
-
-def token_limit_for(base_model: str) -> int:
-    name = base_model.removeprefix("ft:").split(":")[0]
-    for prefix in sorted(TOKEN_LIMITS, key=len, reverse=True):
-        if name.startswith(prefix):
-            return TOKEN_LIMITS[prefix]
-    return DEFAULT_TOKEN_LIMIT
-
-
-def default_epochs(n_train: int) -> int:
-    """The cookbook rule: 3, raised for small sets, lowered for huge ones."""
-    n_epochs = TARGET_EPOCHS
-    if n_train and n_train * TARGET_EPOCHS < MIN_TARGET_EXAMPLES:
-        n_epochs = min(MAX_DEFAULT_EPOCHS, MIN_TARGET_EXAMPLES // n_train)
-    elif n_train * TARGET_EPOCHS > MAX_TARGET_EXAMPLES:
-        n_epochs = max(MIN_DEFAULT_EPOCHS, MAX_TARGET_EXAMPLES // n_train)
-    return n_epochs
-
-
-def training_price_per_1m(base_model: str) -> float | None:
-    """Price of training on 1M tokens from the project's dated price table (None: unknown model)."""
-    try:
-        from routelab.pricing import training_price_per_1m as price
-    except ImportError:  # pragma: no cover - the table lives in routelab.pricing
-        return None
-    try:
-        value = price(base_model)
-    except (KeyError, ValueError):
-        return None
-    return None if value is None else float(value)
-
-
-def price_table_date() -> str | None:
-    try:
-        import routelab.pricing as pricing
-    except ImportError:  # pragma: no cover
-        return None
-    for name in ("PRICES_AS_OF", "PRICE_DATE", "AS_OF"):
-        if hasattr(pricing, name):
-            return str(getattr(pricing, name))
-    return None
-
-
-# ------------------------------------------------------------------ the cookbook checks
-
-
-def check_chat_lines(rows: list[Any], token_limit: int | None = None) -> dict[str, list[int]]:
-    """Format errors of chat fine-tuning rows (the cookbook's checks), as {error: [line numbers]}."""
-    errors: dict[str, list[int]] = defaultdict(list)
-    for i, ex in enumerate(rows, start=1):
-        if not isinstance(ex, dict):
-            errors["data_type"].append(i)
-            continue
-        messages = ex.get("messages")
-        if not isinstance(messages, list) or not messages:
-            errors["missing_messages_list"].append(i)
-            continue
-        bad = False
-        for m in messages:
-            if not isinstance(m, dict) or "role" not in m or "content" not in m:
-                errors["message_missing_key"].append(i)
-                bad = True
-                break
-            if any(k not in MESSAGE_KEYS for k in m):
-                errors["message_unrecognized_key"].append(i)
-                bad = True
-            if m.get("role") not in ROLES:
-                errors["unrecognized_role"].append(i)
-                bad = True
-            content = m.get("content")
-            if (content is None and not m.get("function_call") and not m.get("tool_calls")) or (
-                content is not None and not isinstance(content, str)
-            ):
-                errors["missing_content"].append(i)
-                bad = True
-        if bad:
-            continue
-        if not any(m.get("role") == "assistant" for m in messages):
-            errors["example_missing_assistant_message"].append(i)
-            continue
-        if token_limit is not None and count_tokens(messages) > token_limit:
-            errors["over_token_limit"].append(i)
-    return {k: sorted(set(v)) for k, v in errors.items()}
-
-
-def describe_errors(errors: dict[str, list[int]], what: str) -> str:
-    parts = []
-    for kind, lines in errors.items():
-        shown = ", ".join(str(n) for n in lines[:5]) + (" ..." if len(lines) > 5 else "")
-        parts.append(f"{kind.replace('_', ' ')} on {len(lines)} line(s) ({shown})")
-    return f"{what}: " + "; ".join(parts)
-
-
-def check_jsonl_file(path: Path, token_limit: int | None = None) -> int:
-    """Re-check a file on disk before it is uploaded. Returns its line count; raises BadInput."""
-    rows: list[Any] = []
-    bad_json: list[int] = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInput(f"{path}: cannot read ({e})") from None
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            bad_json.append(i)
-            rows.append(None)
-    errors = check_chat_lines(rows, token_limit)
-    if bad_json:
-        errors = {"invalid_json": bad_json, **{k: v for k, v in errors.items() if k != "data_type"}}
-    if errors:
-        raise BadInput(describe_errors(errors, f"{path.name} is not valid fine-tuning data"))
-    return len(rows)
+    ids: np.ndarray
+    keys: np.ndarray
+    actions: np.ndarray
+    flags: np.ndarray
+    tokens: np.ndarray
+    spool: np.ndarray  # which spool file holds the line
+    offset: np.ndarray
+    length: np.ndarray
+    left_out: dict[str, int]
 
 
 # ------------------------------------------------------------------ building the export
 
 
-def default_teacher(store: Store) -> str | None:
+def exports_root(db_path: Path) -> Path:
+    """The folder beside the workspace that holds `finetune`'s exports."""
+    return db_path.parent / f"{db_path.stem}-exports"
+
+
+def _spec(store: Store, opts: ExportOptions, actions: list[Action]) -> ScanSpec:
+    """What the scan needs: the catalog, the teacher, the fixed parts of every line and their tokens."""
+    names = sorted(a.name for a in actions)
     models = store.proposal_models()
-    return models[0] if models else None
-
-
-def _all_examples(store: Store, flt: ExampleFilter) -> list[Example]:
-    out: list[Example] = []
-    after = 0
-    while True:
-        page = store.page(flt, after=after, limit=5000)
-        if not page:
-            return out
-        out += page
-        after = page[-1].id
-
-
-def build_export(store: Store, opts: ExportOptions = ExportOptions()) -> Export:
-    """Label, split and check everything in memory. Raises BadInput; writes nothing."""
-    opts.check()
-    actions: list[Action] = store.actions()
-    if not actions:
-        raise BadInput("the workspace has no actions: add some with `routelab actions add` first")
-    names = {a.name for a in actions}
-    teacher = None if opts.reviewed_only else (opts.teacher or default_teacher(store))
-    if opts.teacher and opts.teacher not in store.proposal_models():
+    if opts.teacher and opts.teacher not in models:
         raise BadInput(f"no proposals from teacher {opts.teacher!r} in this workspace")
+    teacher = None if opts.reviewed_only else (opts.teacher or (models[0] if models else None))
+    answers = [{"role": "assistant", "content": assistant_answer(a)} for a in names]
     system = router_system_prompt(actions)
-    limit = opts.token_limit or token_limit_for(opts.base_model)
+    return ScanSpec(
+        db_path=str(store.path), spool="", actions=tuple(names),
+        answers=tuple(message_json(m["role"], m["content"]) for m in answers),
+        fixed_tokens=count_tokens([{"role": "system", "content": system}]),
+        answer_tokens=tuple(count_tokens([m]) - 3 for m in answers), teacher=teacher,
+    )
 
-    test_keys = {near_key(e.text) for e in _all_examples(store, ExampleFilter(split="test"))}
-    left_out: Counter[str] = Counter()
-    left_out["test_split"] = store.count(ExampleFilter(split="test"))
-    pool: list[tuple[Example, str, str]] = []  # (example, action, origin)
-    candidates = [e for e in _all_examples(store, ExampleFilter()) if e.split != "test"]
-    proposals = store.proposals_for(teacher) if teacher else {}
-    for e in candidates:
-        if e.status == Status.SKIPPED:
-            left_out["skipped"] += 1
-            continue
-        if e.status == Status.FLAGGED:
-            left_out["flagged"] += 1
-            continue
-        if e.label is not None:
-            action, origin = e.label, "human"
-        else:
-            p = proposals.get(e.id)
-            if p is None or not p.valid or p.action is None:
-                left_out["invalid_teacher_answer" if p is not None else "unlabelled"] += 1
-                continue
-            action, origin = p.action, "teacher"
-        if action not in names:
-            left_out["inactive_action"] += 1
-            continue
-        if near_key(e.text) in test_keys:
-            left_out["same_as_a_test_question"] += 1
-            continue
-        pool.append((e, action, origin))
 
-    # Group near-identical texts; each group goes wholly to one side.
-    groups: dict[str, list[tuple[Example, str, str]]] = defaultdict(list)
-    for item in pool:
-        groups[near_key(item[0].text)].append(item)
-    by_action: dict[str, list[str]] = defaultdict(list)
-    for key, items in groups.items():
-        counts = Counter(a for _, a, _ in items)
-        top = max(sorted(counts), key=lambda a: counts[a])
-        by_action[top].append(key)
-    val_keys: set[str] = set()
-    for action in sorted(by_action):
-        keys = sorted(by_action[action])
-        n = sum(len(groups[k]) for k in keys)
-        target = min(round(opts.val_fraction * n), n - 1)
-        pinned = [k for k in keys if any(e.split == "validation" for e, _, _ in groups[k])]
-        val_keys.update(pinned)
-        taken = sum(len(groups[k]) for k in pinned)
-        rest = [k for k in keys if k not in val_keys]
-        random.Random(f"{opts.seed}:{action}").shuffle(rest)
-        for k in rest:
-            if taken >= target:
-                break
-            if taken + len(groups[k]) <= target:
-                val_keys.add(k)
-                taken += len(groups[k])
+def _arrays(values: list, dtype) -> np.ndarray:
+    """One array of a field of every range (arrays or bytes), in range order."""
+    return np.concatenate([np.frombuffer(v, dtype=dtype) if len(v) else np.empty(0, dtype) for v in values])
 
-    train: list[ExportLine] = []
-    validation: list[ExportLine] = []
-    new_val: list[int] = []
-    for key in sorted(groups):
-        for e, action, origin in groups[key]:
-            messages = [{"role": "system", "content": system}]
-            messages += [{"role": m.role, "content": m.content} for m in e.conversation or []]
-            messages += [{"role": "user", "content": e.text}, {"role": "assistant", "content": assistant_answer(action)}]
-            line = ExportLine(e.id, action, origin, messages)
-            if key in val_keys:
-                validation.append(line)
-                if e.split != "validation":
-                    new_val.append(e.id)
-            else:
-                train.append(line)
-    for lines, salt in ((train, "train"), (validation, "validation")):
-        lines.sort(key=lambda ln: ln.example_id)
-        random.Random(f"{opts.seed}:{salt}").shuffle(lines)
 
-    # Bad input, checked before anything is written.
+def _scan(reader: Store, spec: ScanSpec, staged: Path) -> _Pool:
+    """Scan the workspace into a pool; drop what is near-identical to a test question."""
+    ranges, _spools = scan_workspace(reader, spec, staged)
+    lengths = [np.frombuffer(r.lengths, dtype=np.int32) if len(r.lengths) else np.empty(0, np.int32) for r in ranges]
+    offsets = np.concatenate([np.cumsum(x, dtype=np.int64) - x for x in lengths])
+    spool = np.concatenate([np.full(len(x), i, dtype=np.int8) for i, x in enumerate(lengths)])
+    left_out: dict[str, int] = {"test_split": sum(len(r.test_keys) // KEY_BYTES for r in ranges)}
+    for r in ranges:
+        for k, v in r.left_out.items():
+            left_out[k] = left_out.get(k, 0) + v
+    keys = _arrays([r.keys for r in ranges], "<u8")
+    near_test = np.isin(keys, _arrays([r.test_keys for r in ranges], "<u8"))
+    if near_test.any():
+        left_out["same_as_a_test_question"] = int(near_test.sum())
+    keep = ~near_test
+    return _Pool(
+        ids=_arrays([r.ids for r in ranges], np.int64)[keep], keys=keys[keep],
+        actions=_arrays([r.actions for r in ranges], np.uint16)[keep],
+        flags=_arrays([r.flags for r in ranges], np.uint8)[keep],
+        tokens=_arrays([r.tokens for r in ranges], np.int32)[keep],
+        spool=spool[keep], offset=offsets[keep], length=np.concatenate(lengths)[keep], left_out=left_out,
+    )
+
+
+def _check(pool: _Pool, train: list[int], validation: list[int], actions: list[Action], names: list[str],
+           opts: ExportOptions, limit: int) -> None:
+    """Bad input, found before anything is put in place."""
     if len(train) < MIN_EXAMPLES:
         raise BadInput(
             f"only {len(train)} training examples; fine-tuning needs at least {MIN_EXAMPLES} "
             "(label or review more, or lower --val-fraction)"
         )
-    train_counts = Counter(ln.action for ln in train)
-    missing = [a.name for a in actions if train_counts[a.name] == 0]
+    counts = dict(zip(names, np.bincount(pool.actions[train], minlength=len(names)).tolist()))
+    missing = [a.name for a in actions if counts.get(a.name, 0) == 0]
     if missing:
         shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
         raise BadInput(f"no training examples for action(s) {shown}: label some, or deactivate the action")
-    rows = [{"messages": ln.messages} for ln in train + validation]
-    errors = check_chat_lines(rows, None)
-    if errors:  # our own lines: a bug rather than bad input, but never upload them
-        raise BadInput(describe_errors(errors, "the export failed the format checks"))
-    for ln in train + validation:
-        ln.tokens = count_tokens(ln.messages)
-    too_long = [ln for ln in train + validation if ln.tokens > limit]
-    if too_long:
-        ids = ", ".join(f"#{ln.example_id}" for ln in too_long[:5])
+    if (pool.tokens > limit).any():
+        too_long = [i for i in train + validation if pool.tokens[i] > limit]
+        ids = ", ".join(f"#{pool.ids[i]}" for i in too_long[:5])
         raise BadInput(
             f"{len(too_long)} example(s) over the {limit}-token limit of {opts.base_model} ({ids}); "
             "shorten their conversation or skip them"
         )
 
-    report = _report(opts, train, validation, left_out, teacher, system, limit, actions)
-    return Export(train, validation, new_val, system, report)
+
+def _places(pool: _Pool, order: list[int]):
+    """(spool, offset, length) of each line in file order, looked up a chunk at a time."""
+    for start in range(0, len(order), _CHUNK_LINES):
+        idx = np.array(order[start:start + _CHUNK_LINES], dtype=np.int64)
+        yield from zip(pool.spool[idx].tolist(), pool.offset[idx].tolist(), pool.length[idx].tolist())
 
 
-def _report(
-    opts: ExportOptions, train: list[ExportLine], validation: list[ExportLine], left_out: Counter[str],
-    teacher: str | None, system: str, limit: int, actions: list[Action],
-) -> dict[str, Any]:
-    train_tokens = sum(ln.tokens for ln in train)
-    epochs = opts.epochs or default_epochs(len(train))
-    billed = epochs * sum(min(limit, ln.tokens) for ln in train)
-    price = training_price_per_1m(opts.base_model)
-    origins = Counter(ln.origin for ln in train + validation)
+def _write_parts(staged: Path, spools: list[Path], pool: _Pool, parts: dict[str, list[int]], head: bytes):
+    """train.jsonl and validation.jsonl (if it has lines) into `staged`; returns (files, digest)."""
+    digest = sha256()
+    files: dict[str, dict[str, Any]] = {}
+    fds = [os.open(p, os.O_RDONLY) for p in spools]
+    try:
+        for name, order in parts.items():
+            if name == "validation":
+                digest.update(b"\x00")
+            if not order:
+                continue
+            own = sha256()
+            n, size = write_lines(staged / f"{name}.jsonl", head, _places(pool, order), fds, [own, digest])
+            files[name] = {"sha256": own.hexdigest(), "lines": n, "bytes": size}
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return files, digest.hexdigest()
 
-    def part(lines: list[ExportLine]) -> dict[str, Any]:
-        counts = Counter(ln.action for ln in lines)
-        tokens = [ln.tokens for ln in lines]
-        return {
-            "examples": len(lines),
-            "by_action": {a.name: counts.get(a.name, 0) for a in actions},
-            "tokens": sum(tokens),
-            "max_example_tokens": max(tokens, default=0),
-            "human_labels": sum(1 for ln in lines if ln.origin == "human"),
-            "teacher_labels": sum(1 for ln in lines if ln.origin == "teacher"),
-        }
 
-    return {
-        "format": "openai-chat-jsonl",
-        "prompt_version": ROUTER_PROMPT_VERSION,
-        "prompt_sha": prompt_hash(system),
-        "base_model": opts.base_model,
-        "seed": opts.seed,
-        "val_fraction": opts.val_fraction,
-        "reviewed_only": opts.reviewed_only,
-        "teacher": teacher,
-        "labels": {"human": origins.get("human", 0), "teacher": origins.get("teacher", 0)},
-        "train": part(train),
-        "validation": part(validation),
-        "left_out": dict(sorted(left_out.items())),
-        "token_limit": limit,
-        "train_tokens": train_tokens,
-        "epochs": epochs,
-        "epochs_rule": "given" if opts.epochs else "cookbook default",
-        "billed_tokens": billed,
-        "price_per_1m": price,
-        "price_table": price_table_date(),
-        "estimated_cost": None if price is None else round(billed * price / 1e6, 4),
-    }
+def build_export(store: Store, opts: ExportOptions = ExportOptions(), *, beside: Path | str | None = None) -> Export:
+    """Label, split, check and stage the files. Raises BadInput; puts nothing in place.
+
+    `beside`: the directory the export will be written to, so its files are staged next to
+    it (default: the exports folder beside the workspace, where `finetune` writes).
+    """
+    opts.check()
+    actions: list[Action] = store.actions()
+    if not actions:
+        raise BadInput("the workspace has no actions: add some with `routelab actions add` first")
+    with open_lean(str(store.path)) as reader:  # the caller's connection (the app's) stays as it was
+        spec = _spec(reader, opts, actions)
+        target = Path(beside) if beside is not None else exports_root(Path(store.path)) / "staging"
+        staged, made = staging_dir(target.parent, target.name)
+        try:
+            pool = _scan(reader, spec, staged)
+        except BaseException:
+            _discard([staged], made)
+            raise
+    names, limit = list(spec.actions), opts.token_limit or token_limit_for(opts.base_model)
+    try:
+        split = split_pool(names, pool.keys, pool.actions, (pool.flags & WAS_VALIDATION) > 0,
+                           opts.val_fraction, opts.seed)
+        _check(pool, split.train, split.validation, actions, names, opts, limit)
+        system = router_system_prompt(actions)
+        head = ('{"messages": [' + message_json("system", system) + ", ").encode("utf-8")
+        spools = sorted(staged.glob("spool-*.bin"))
+        parts = {"train": split.train, "validation": split.validation}
+        files, digest = _write_parts(staged, spools, pool, parts, head)
+        for p in spools:
+            p.unlink()
+    except BaseException:
+        _discard([staged], made)
+        raise
+    lines = {name: _lines(pool, order, names) for name, order in parts.items()}
+    reports = {name: part_report(actions, names, pool.actions[order], pool.tokens[order],
+                                 (pool.flags[order] & HUMAN) > 0) for name, order in parts.items()}
+    billable = int(np.minimum(pool.tokens[split.train], limit).sum())
+    report = build_report(opts, reports["train"], reports["validation"], pool.left_out, spec.teacher, system,
+                          limit, billable)
+    return Export(staged, digest, files, pool.ids[split.new_validation].tolist(), system, report, lines, made)
+
+
+def _lines(pool: _Pool, order: list[int], names: list[str]) -> _Lines:
+    idx = np.array(order, dtype=np.int64)
+    return _Lines(pool.ids[idx], pool.actions[idx], names, (pool.flags[idx] & HUMAN) > 0, pool.tokens[idx])
 
 
 # ------------------------------------------------------------------ writing
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it; done once, at import
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; an export is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_export(store: Store, export: Export, out_dir: Path | str, *, save_split: bool = True) -> ExportResult:
-    """Write train.jsonl, validation.jsonl and report.json atomically (an identical export is reused).
+    """Put train.jsonl, validation.jsonl and report.json in place as a whole (an identical export is reused).
 
     The examples this export put into validation are recorded in the workspace (split =
     validation), so the next export keeps them there and a later model is never trained on them.
     """
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"{out}: exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    train_data, val_data = export.data("train"), export.data("validation")
-    train_path, val_path = out / "train.jsonl", out / "validation.jsonl"
-    reused = (
-        train_path.is_file() and train_path.read_bytes() == train_data
-        and ((not val_data and not val_path.exists()) or (val_path.is_file() and val_path.read_bytes() == val_data))
-    )
-    files = {"train": {"path": str(train_path), "sha256": hashlib.sha256(train_data).hexdigest(),
-                       "lines": len(export.train), "bytes": len(train_data)}}
-    if val_data:
-        files["validation"] = {"path": str(val_path), "sha256": hashlib.sha256(val_data).hexdigest(),
-                               "lines": len(export.validation), "bytes": len(val_data)}
+    real = out.resolve() if out.is_symlink() else out
+    if export._staged[0] is None and export.dir != real:
+        raise ValueError(f"this export was already written to {export.dir}")
+    check_target(real)
+    files = {part: {"path": str(out / f"{part}.jsonl"), **export.files[part]} for part in PARTS if part in export.files}
     report = {**export.report, "files": files, "digest": export.digest}
-    if not reused:
-        _atomic_write(train_path, train_data)
-        if val_data:
-            _atomic_write(val_path, val_data)
-        else:
-            val_path.unlink(missing_ok=True)
-    _atomic_write(out / "report.json", (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    text = (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    reused = real.is_dir() and same_files(export.dir, real, ("train.jsonl", "validation.jsonl"))
+    if reused:
+        remove_file_temporaries(real)
+        replace_file(real / "report.json", text)
+        if export.dir != real:
+            export.discard()
+    else:
+        write_file(export.dir / "report.json", text)
+        swap_in(move_beside(export.dir, real), real)
+    export.dir, export._staged[0] = real, None
+    remove_empty(export.made)  # e.g. the exports folder, when the export went to another file system
     if save_split and export.new_validation_ids:
-        store.set_split(export.new_validation_ids, "validation")
-    return ExportResult(out, train_path, val_path if val_data else None, report, reused, files)
+        with open_lean(str(store.path)) as lean:  # touches pages all over the table: not the caller's cache
+            lean.set_split(export.new_validation_ids, "validation")
+    val = out / "validation.jsonl" if "validation" in files else None
+    return ExportResult(out, out / "train.jsonl", val, report, reused, files)
 
 
 def export_dataset(store: Store, out_dir: Path | str, opts: ExportOptions = ExportOptions()) -> ExportResult:
-    return write_export(store, build_export(store, opts), out_dir)
+    out = Path(out_dir)
+    check_target(out.resolve() if out.is_symlink() else out)  # before the work, not after it
+    return write_export(store, build_export(store, opts, beside=out), out)
 
 
 def default_export_dir(db_path: Path, export: Export) -> Path:
     """Where `finetune` keeps its exports: beside the workspace, one folder per distinct data set."""
-    return db_path.parent / f"{db_path.stem}-exports" / export.digest[:12]
-
-
-def format_report(report: dict[str, Any]) -> str:
-    """The report for people: per-action counts per split, label origins, tokens, estimate."""
-    tr, va = report["train"], report["validation"]
-    width = max([len(a) for a in tr["by_action"]] + [6])
-    lines = [f"{'action'.ljust(width)}  {'train':>6}  {'valid':>6}"]
-    for a in tr["by_action"]:
-        lines.append(f"{a.ljust(width)}  {tr['by_action'][a]:>6}  {va['by_action'].get(a, 0):>6}")
-    lines.append(f"{'total'.ljust(width)}  {tr['examples']:>6}  {va['examples']:>6}")
-    lab = report["labels"]
-    teacher = f" ({report['teacher']})" if report.get("teacher") else ""
-    lines.append(f"labels: {lab['human']} from people, {lab['teacher']} from the teacher{teacher}")
-    if report["left_out"]:
-        lines.append("left out: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report["left_out"].items()))
-    lines.append(
-        f"tokens: {tr['tokens']:,} train, {va['tokens']:,} validation (longest example {max(tr['max_example_tokens'], va['max_example_tokens']):,}, "
-        f"limit {report['token_limit']:,})"
-    )
-    cost = report.get("estimated_cost")
-    price = report.get("price_per_1m")
-    estimate = (f"${cost:,.2f} at ${price:g}/1M" if cost is not None else "cost unknown (no price for this model)")
-    lines.append(
-        f"estimate for {report['base_model']}: {report['epochs']} epochs ({report['epochs_rule']}) x "
-        f"{tr['tokens']:,} = {report['billed_tokens']:,} billed tokens, {estimate}"
-    )
-    return "\n".join(lines)
+    return exports_root(db_path) / export.digest[:12]

@@ -6,6 +6,11 @@
 Trainers come from the provider registry (any backend that declares it trains); they
 report the job's life to a JobRecorder. Every failure after the job record exists marks
 it failed with the error, so no job is ever left claiming to run.
+
+A plan knows the earlier job that trained the same base model with the same provider on
+exactly this data (the export's digest), unless that job failed or was cancelled: a
+second paid fine-tune of it is a costly no-op more often than an experiment, so the
+shells ask first (`duplicate_line` says what to ask).
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class FinetunePlan:
     spend_limit: float
     free: bool  # the trainer costs nothing: no confirmation
     summary: str  # the trainer's one line on what it will do and cost
+    earlier: Job | None = None  # a job that already trained this base model on exactly this data
 
     @property
     def report(self) -> dict[str, Any]:
@@ -64,6 +70,11 @@ class FinetunePlan:
     @property
     def needs_confirmation(self) -> bool:
         return self.estimated_cost is not None and self.estimated_cost > self.spend_limit
+
+    @property
+    def repeats_paid_job(self) -> bool:
+        """Would this pay again for a training already done (or under way) on the same data?"""
+        return self.earlier is not None and not self.free
 
 
 def providers() -> list[str]:
@@ -74,7 +85,7 @@ def providers() -> list[str]:
 def plan_finetune(store: Store, options: FinetuneOptions, settings) -> FinetunePlan:
     """Build and check the export (BadInput before anything is spent), write it, estimate the cost."""
     options = replace(options, provider=options.provider or registry.default_trainer(settings))
-    trainer = registry.trainer(options.provider, settings)
+    trainer = registry.trainer(options.provider, settings, store=store, base=options.base_model)
     if options.suffix is not None and (len(options.suffix) > 64 or not options.suffix.strip()):
         raise BadInput("--suffix must be 1 to 64 characters")
     base = options.base_model or trainer.default_base
@@ -87,7 +98,32 @@ def plan_finetune(store: Store, options: FinetuneOptions, settings) -> FinetuneP
     written = write_export(store, export, out_dir)
     cost = trainer.estimate_cost(written.report)
     return FinetunePlan(options, base, export, written, cost, float(settings.spend_limit), trainer.free,
-                        trainer.describe(written.report, base, cost))
+                        trainer.describe(written.report, base, cost),
+                        earlier_job(store, trainer.provider, base, written.report.get("digest")))
+
+
+def earlier_job(store: Store, provider: str, base_model: str, digest: str | None) -> Job | None:
+    """The newest fine-tune of `base_model` by `provider` on the data of this digest that did not
+    fail or get cancelled (it trained, or still does)."""
+    if not digest:
+        return None
+    for job in store.jobs(kind="finetune", limit=100_000):  # newest first
+        if (job.provider == provider and job.model == base_model and job.params.get("digest") == digest
+                and job.status not in (JobStatus.FAILED, JobStatus.CANCELLED)):
+            return job
+    return None
+
+
+def duplicate_line(plan: FinetunePlan) -> str | None:
+    """One line on the earlier job of the same data, for the question a shell asks; None if there is none."""
+    job = plan.earlier
+    if job is None:
+        return None
+    model = job.result.get("fine_tuned_model")
+    state = f"succeeded: {model}" if job.status == JobStatus.SUCCEEDED and model else job.status.value
+    done = "already fine-tuned" if job.status == JobStatus.SUCCEEDED else "is already fine-tuning"
+    when = job.created_at[:16].replace("T", " ")
+    return f"job {job.id} ({state}, started {when} UTC) {done} {job.model} on this exact data"
 
 
 def _job_params(plan: FinetunePlan) -> dict[str, Any]:
@@ -106,7 +142,7 @@ def _job_params(plan: FinetunePlan) -> dict[str, Any]:
 def start_finetune(store: Store, plan: FinetunePlan, settings, *, trainer: Trainer | None = None,
                    on_event: Callable[[JobEvent], None] | None = None) -> Job:
     """Record the job and start it. A trainer that runs here runs to completion. Any failure marks the job failed."""
-    trainer = trainer or registry.trainer(plan.options.provider, settings)
+    trainer = trainer or registry.trainer(plan.options.provider, settings, store=store, base=plan.base_model)
     w = plan.written  # the files on disk are what gets trained on: check them (again) before the job exists
     check_jsonl_file(w.train_path, plan.report["token_limit"])
     if w.validation_path:

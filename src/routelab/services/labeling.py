@@ -63,6 +63,7 @@ class LabelResult:
     estimate: Estimate | None = None
     errors: list[str] = field(default_factory=list)
     remote_id: str | None = None
+    mode: str | None = None  # how the router answered (e.g. its response format and confidence source)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -72,7 +73,8 @@ class LabelResult:
 
     def summary(self) -> str:
         return (f"{self.labelled} labelled ({self.invalid} invalid), {self.failed} failed, "
-                f"{self.tokens_in + self.tokens_out} tokens, ${self.cost:.4f}, {self.elapsed:.1f}s")
+                f"{self.tokens_in + self.tokens_out} tokens, ${self.cost:.4f}, {self.elapsed:.1f}s"
+                + (f"; {self.mode}" if self.mode else ""))
 
 
 def check_spend(estimate: Estimate, spend_limit: float, confirm: Callable[[Estimate], bool] | None) -> None:
@@ -226,7 +228,7 @@ def _start(store: Store, router: Router, total: int, concurrency: int, limit: in
 def _run(run: LabelRun, actions: Sequence[Action], total: int, concurrency: int, flt: ExampleFilter,
          max_failures: int) -> None:
     stats = run.router.stats
-    retries_before, reasons_before = stats.retries, dict(stats.by_reason)
+    retries_before, reasons_before, requests_before = stats.retries, dict(stats.by_reason), stats.requests
     status, error = JobStatus.FAILED, None
     try:
         if run.router.supports_async:
@@ -246,13 +248,15 @@ def _run(run: LabelRun, actions: Sequence[Action], total: int, concurrency: int,
         r = run.result
         r.retries = stats.retries - retries_before
         doc_extra = {"retry_reasons": {k: v - reasons_before.get(k, 0) for k, v in stats.by_reason.items()
-                                       if v > reasons_before.get(k, 0)}, **stats.flags}
+                                       if v > reasons_before.get(k, 0)},
+                     "requests": stats.requests - requests_before, **stats.flags}
         _finish(run, status, error, doc_extra)
 
 
 def _finish(run: LabelRun, status: JobStatus, error: str | None, extra: dict[str, Any]) -> None:
     r = run.result
     r.elapsed = run.tracker.elapsed
+    r.mode = run.router.mode
     r.remaining = run.store.count_unproposed(run.router.model, prompt_version=run.pv, flt=run.flt)
     if status == JobStatus.SUCCEEDED and r.failed:
         error = f"{r.failed} requests failed (those examples stay unlabelled: run again to retry them)"

@@ -5,10 +5,13 @@ conversation: parts separated by " | " are earlier turns, alternating user and
 assistant, the last part being the user's question, e.g.
 `I need a day off | Sure, which day? | next Friday please`.
 Routers are loaded once and kept (the local ones load their embeddings the first time).
+A request that fails (no connection, a refused key, a timeout) is that model's error,
+naming the endpoint: never an "invalid" answer, which would read as the model's fault.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Sequence
@@ -45,7 +48,7 @@ class RouteResult:
     tokens_in: int = 0
     tokens_out: int = 0
     raw: str | None = None
-    error: str | None = None  # the model could not answer (unknown id, 401, network)
+    error: str | None = None  # the model could not answer (unknown id, 401, network): show this, not "invalid"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,9 +78,10 @@ class Try:
 
 
 def parse_question(raw: str) -> tuple[str, list[Message] | None]:
-    """`earlier | reply | question` -> (question, earlier turns); BadInput when empty."""
+    """`earlier | reply | question` -> (question, earlier turns); BadInput when empty. A part made
+    of nothing but separators (`route ' | | '`) is empty: "|" is no question to route."""
     parts = [p.strip() for p in raw.split(SEPARATOR)]
-    parts = [p for p in parts if p]
+    parts = [p for p in parts if p.strip("|").strip()]
     if not parts:
         raise BadInput("type a question first")
     question, earlier = parts[-1], parts[:-1]
@@ -158,8 +162,7 @@ class Playground:
         def one(model: str) -> RouteResult:
             t0 = time.perf_counter()
             try:
-                router = self.router(model)
-                route = router.route_batch([example], actions)[0]
+                route = _route_one(self.router(model), example, actions)
             except RoutelabError as e:
                 return RouteResult(model=model, error=str(e))
             except Exception as e:
@@ -205,6 +208,21 @@ class Playground:
             self.store.add_proposals(proposals)
         attempt.saved_id = example_id
         return example_id
+
+
+def _route_one(router, example: Example, actions):
+    """One question by one router. A router that routes one at a time (a remote one) is asked that
+    way, so a failed request raises its error (a batch would fold it into an invalid route)."""
+    if not router.supports_async:
+        return router.route_batch([example], actions)[0]
+
+    async def run():
+        try:
+            return await router.aroute(example, actions)
+        finally:
+            await router.aclose()
+
+    return asyncio.run(run())
 
 
 def _example(text: str, conversation: list[Message] | None) -> Example:

@@ -2,7 +2,9 @@
 
 Plain functions over a Store, used by the review pane, `routelab accept` and tests.
 Every accept is its own decision in the append-only log, so undo and history work
-for bulk accepts exactly as for single ones.
+for bulk accepts exactly as for single ones. `decide` is one key's decision; it says
+when a key does more than it shows (skipping or flagging a question with a human label
+takes that label out of the training data, an imported one included).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from routelab.domain import BadInput, DecisionKind, ExampleFilter, Proposal
+from routelab.domain import BadInput, Decision, DecisionKind, Example, ExampleFilter, Proposal, Status
 from routelab.store import Store
 
 BULK_CHUNK = 2_000  # decisions per transaction: a labeling run writing beside us never waits long
@@ -37,6 +39,34 @@ def best_proposal(proposals: Sequence[Proposal], teacher: str | None = None) -> 
             return mine[-1]
     # most confident; among equals the newest
     return max(enumerate(valid), key=lambda ip: (ip[1].confidence if ip[1].confidence is not None else -1.0, ip[0]))[1]
+
+
+@dataclass
+class Decided:
+    decision: Decision
+    notice: str | None = None  # what the reviewer should be told, where the key was pressed
+
+
+def decide(store: Store, example_id: int, kind: DecisionKind | str, action: str | None = None, *,
+           model: str | None = None) -> Decided:
+    """One operator decision (a review key), with a notice when it drops a human label from training."""
+    kind = DecisionKind(kind)
+    before = store.example(example_id) if kind in (DecisionKind.SKIP, DecisionKind.FLAG) else None
+    decision = store.decide(example_id, kind, action, model=model)
+    return Decided(decision, _label_left_out(store, before, kind) if before is not None else None)
+
+
+def _label_left_out(store: Store, ex: Example, kind: DecisionKind) -> str | None:
+    """Skipped and flagged questions are out of the export: say so when that loses a human label."""
+    if ex.status != Status.REVIEWED or not ex.label:
+        return None
+    history = store.history(ex.id)
+    undone = {d.undoes for d in history if d.kind == DecisionKind.UNDO}
+    labelled = [d for d in history if d.id not in undone and d.kind in
+                (DecisionKind.ACCEPT, DecisionKind.OVERRIDE, DecisionKind.IMPORT)]
+    origin = "imported label" if labelled and labelled[-1].kind == DecisionKind.IMPORT else "label"
+    done = "skipped" if kind == DecisionKind.SKIP else "flagged"
+    return f"#{ex.id} {done}: its {origin} {ex.label} is left out of training while it is {done} (u undoes)"
 
 
 def count_bulk(store: Store, flt: ExampleFilter, model: str, min_confidence: float | None = None) -> int:

@@ -23,8 +23,9 @@ would tangle with a transaction another thread has open on the same connection.
 """
 
 from routelab.domain import ExampleFilter
+from routelab.store.endpoints import Endpoint
 from routelab.store.filters import filter_sql, fts_query
 from routelab.store.imports import ImportResult
 from routelab.store.store import Store
 
-__all__ = ["Store", "ExampleFilter", "ImportResult", "filter_sql", "fts_query"]
+__all__ = ["Endpoint", "Store", "ExampleFilter", "ImportResult", "filter_sql", "fts_query"]

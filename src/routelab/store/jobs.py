@@ -1,4 +1,10 @@
-"""Jobs and their events: long work (labeling, training, polling) any view can follow."""
+"""Jobs and their events: long work (labeling, training, polling) any view can follow.
+
+What a job records from the outside world (its error, its result, its events' messages
+and data: a server's words, often) passes through `routelab.redaction` on the way in,
+so no key a server echoed ever reaches the workspace, whoever built the message. The
+parameters are ours and kept exactly (a fine-tune's system prompt must stay as trained).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import json
 from typing import Any
 
 from routelab.domain import Job, JobEvent, JobStatus, now_iso
+from routelab.redaction import redact, redact_values
 from routelab.store.connection import StoreBase
 
 UPDATABLE = {"status", "model", "remote_id", "params", "result", "error", "progress_done", "progress_total", "cost"}
@@ -13,7 +20,7 @@ UPDATABLE = {"status", "model", "remote_id", "params", "result", "error", "progr
 
 class JobsTable(StoreBase):
     def create_job(self, job: Job) -> Job:
-        record = job.model_dump(exclude={"id"}) | _encoded(job.model_dump(include={"status", "params", "result"}))
+        record = job.model_dump(exclude={"id"}) | _encoded(job.model_dump(include={"status", "params", "result", "error"}))
         with self.transaction():
             job.id = self.db["jobs"].insert(record).last_rowid
         return job
@@ -48,7 +55,8 @@ class JobsTable(StoreBase):
 
     def add_job_events(self, events: list[JobEvent]) -> int:
         """Store events; one with a remote id already stored for its job is ignored."""
-        records = [e.model_dump(exclude={"id"}) | {"data": json.dumps(e.data)} for e in events]
+        records = [e.model_dump(exclude={"id"}) | {"message": redact(e.message), "data": json.dumps(redact_values(e.data))}
+                   for e in events]
         with self.transaction() as c:
             before = c.total_changes
             self.db["job_events"].insert_all(records, ignore=True)
@@ -62,9 +70,20 @@ class JobsTable(StoreBase):
 
 
 def _encoded(fields: dict[str, Any]) -> dict[str, Any]:
-    """Column values as stored: params and result as JSON text, a status as its name."""
-    return {k: json.dumps(v) if k in ("params", "result") else (str(v) if k == "status" else v)
-            for k, v in fields.items()}
+    """Column values as stored: params and result as JSON text (the result redacted), a status as
+    its name, an error redacted."""
+    out: dict[str, Any] = {}
+    for k, v in fields.items():
+        if k == "result":
+            v = json.dumps(redact_values(v))
+        elif k == "params":
+            v = json.dumps(v)
+        elif k == "status":
+            v = str(v)
+        elif k == "error" and isinstance(v, str):
+            v = redact(v)
+        out[k] = v
+    return out
 
 
 def _job(r: dict[str, Any]) -> Job:

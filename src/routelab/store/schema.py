@@ -202,9 +202,32 @@ MIGRATIONS.append(
 )
 
 MIGRATIONS.append(
-    # 5 once merged after the endpoints migration (4, on another branch; on this branch it is
-    # the 4th): decisions applied from the decision journal carry the journal entry's id, so
-    # an entry is applied once however often the journal is replayed (services/decision_journal.py).
+    # 4: named endpoints (`routelab endpoints add`) and what each endpoint was found to support.
+    # An endpoint row holds its URL and the NAME of the environment variable with its key,
+    # never a key. Capabilities are keyed by the endpoint's URL (with Azure's api-version),
+    # so the default endpoint (OPENAI_BASE_URL) is remembered the same way and a changed URL
+    # is probed afresh.
+    [
+        """CREATE TABLE endpoints (
+            name TEXT PRIMARY KEY,
+            kind TEXT NOT NULL DEFAULT 'openai' CHECK (kind = 'openai' OR kind = 'azure'),
+            base_url TEXT NOT NULL,
+            api_key_env TEXT,
+            api_version TEXT,
+            declared TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE endpoint_capabilities (
+            endpoint TEXT PRIMARY KEY,
+            detected TEXT NOT NULL DEFAULT '{}',
+            updated_at TEXT NOT NULL
+        )""",
+    ]
+)
+
+MIGRATIONS.append(
+    # 5: decisions applied from the decision journal carry the journal entry's id, so an
+    # entry is applied once however often the journal is replayed (services/decision_journal.py).
     # Adding a NULL column and a partial index is instant at a million decisions.
     [
         "ALTER TABLE decisions ADD COLUMN entry TEXT",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from routelab.store.actions import ActionsTable
 from routelab.store.decisions import DecisionsTable
+from routelab.store.endpoints import EndpointsTable
 from routelab.store.evaluations import EvaluationsTable
 from routelab.store.examples import ExamplesTable
 from routelab.store.imports import ImportsTable
@@ -27,7 +28,7 @@ from routelab.store.settings import SettingsTable
 
 class Store(
     SettingsTable, ActionsTable, ExamplesTable, ImportsTable, ProposalsTable, DecisionsTable,
-    JobsTable, EvaluationsTable, ModelsTable,
+    JobsTable, EvaluationsTable, ModelsTable, EndpointsTable,
 ):
     """The workspace: `Store.open(path)`, then one method per query or logical write."""
 

@@ -16,38 +16,67 @@ from typing import Any
 from routelab import pricing
 from routelab.providers.base import Route
 
+_FENCED = re.compile(r"```[a-zA-Z]*\s*(.*?)\s*```", re.S)
+_LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+(.+?)\s*$", re.M)
+MAX_SCANS = 20  # '{' positions tried in a prose answer
 
-def _strip_fences(text: str) -> str:
-    t = text.strip()
-    if t.startswith("```"):
-        t = re.sub(r"^```[a-zA-Z]*\s*|\s*```$", "", t)
-    return t
+
+def json_values(text: str):
+    """JSON values in an answer, most deliberate first: the whole text, each fenced block, then
+    each object that starts somewhere in the prose (servers without structured outputs wrap it)."""
+    decoder = json.JSONDecoder()
+    candidates = [text.strip(), *(m.group(1) for m in _FENCED.finditer(text))]
+    for c in candidates:
+        try:
+            yield json.loads(c)
+        except ValueError:
+            pass
+    start = text.find("{")
+    for _ in range(MAX_SCANS):
+        if start < 0:
+            return
+        try:
+            yield decoder.raw_decode(text, start)[0]
+        except ValueError:
+            pass
+        start = text.find("{", start + 1)
 
 
 def parse_action(content: str | None, refusal: str | None, names: set[str]) -> tuple[str | None, str]:
-    """(action or None if invalid, raw text). Only an exact catalog name counts."""
+    """(action or None if invalid, raw text). Only an exact catalog name counts: the `action` of the
+    first JSON object that has one (alone, fenced, or inside prose), or the whole answer being a name."""
     if refusal:
         return None, f"refusal: {refusal}"
     raw = content or ""
-    try:
-        obj = json.loads(_strip_fences(raw))
-    except ValueError:
-        return None, raw
-    action = obj.get("action") if isinstance(obj, dict) else None
-    if isinstance(action, str) and action in names:
-        return action, raw
-    return None, raw
+    for obj in json_values(raw):
+        if isinstance(obj, dict) and "action" in obj:
+            action = obj["action"]
+            return (action if isinstance(action, str) and action in names else None), raw
+    bare = raw.strip().strip("`'\"*.").strip()
+    return (bare if bare in names else None), raw
 
 
-def logprob_confidence(logprobs: Any) -> float | None:
-    """Probability of the whole answer: exp(sum of its token logprobs).
+def logprob_confidence(logprobs: Any, action: str | None = None) -> float | None:
+    """Probability of the answer: exp(sum of the logprobs of the tokens that spell `action`),
+    or of every token when the action cannot be found in them.
 
-    With structured outputs the JSON scaffolding is forced (logprob ~0), so this is the
-    probability the model gave to the action it chose."""
+    With strict structured outputs the JSON scaffolding is forced (logprob ~0) and both agree;
+    without (json_object, a plain prompt) only the action's own tokens say how sure the model was."""
     content = logprobs.get("content") if isinstance(logprobs, dict) else None
     if not content:
         return None
-    total = sum(float(t.get("logprob") or 0.0) for t in content if isinstance(t, dict))
+    tokens = [t for t in content if isinstance(t, dict)]
+    chosen = tokens
+    if action:
+        text, spans = "", []
+        for t in tokens:
+            spans.append((len(text), len(text) + len(str(t.get("token") or ""))))
+            text += str(t.get("token") or "")
+        at = text.rfind(action)  # the value, after any "action" key
+        if at >= 0:
+            end = at + len(action)
+            chosen = [t for t, (lo, hi) in zip(tokens, spans) if lo < end and hi > at]
+    total = sum(float(t.get("logprob") or 0.0) for t in chosen)
     return max(0.0, min(1.0, math.exp(total)))
 
 
@@ -70,7 +99,7 @@ def route_from_completion(completion: dict[str, Any], names: set[str], model: st
         return Route(action=None, valid=False, raw="no choices in the answer", **spent)
     if len(answers) == 1:
         action, raw, choice = answers[0]
-        confidence = logprob_confidence(choice.get("logprobs")) if action else None
+        confidence = logprob_confidence(choice.get("logprobs"), action) if action else None
         return Route(action=action, valid=action is not None, confidence=confidence, raw=raw, **spent)
     votes = Counter(a for a, _, _ in answers if a is not None)
     raws = json.dumps([r for _, r, _ in answers])
@@ -81,15 +110,14 @@ def route_from_completion(completion: dict[str, Any], names: set[str], model: st
 
 
 def parse_questions(completion: dict[str, Any]) -> tuple[list[str], str]:
-    """(questions, raw text) of a generator's answer; no questions when it is unreadable."""
+    """(questions, raw text) of a generator's answer: a JSON {"questions": [...]} or list (alone,
+    fenced or in prose), else a numbered or bulleted list of two or more; none when unreadable."""
     choices = completion.get("choices") or [{}]
     msg = choices[0].get("message") or {}
     raw = msg.get("content") or msg.get("refusal") or ""
-    try:
-        obj = json.loads(_strip_fences(raw))
-    except ValueError:
-        return [], raw
-    items = obj.get("questions") if isinstance(obj, dict) else obj
-    if not isinstance(items, list):
-        return [], raw
-    return [q.strip() for q in items if isinstance(q, str) and q.strip()], raw
+    for obj in json_values(raw):
+        items = obj.get("questions") if isinstance(obj, dict) else obj
+        if isinstance(items, list):
+            return [q.strip() for q in items if isinstance(q, str) and q.strip()], raw
+    listed = [m.group(1).strip("\"") for m in _LIST_ITEM.finditer(raw)]
+    return (listed if len(listed) >= 2 else []), raw

@@ -1,4 +1,8 @@
-"""The `openai` backend as the registry sees it: the entry point of pyproject.toml points here."""
+"""The `openai` backend as the registry sees it: the entry point of pyproject.toml points here.
+
+It serves every model id no other backend claims, on the endpoint the id names
+(`NAME/MODEL`, endpoints.py) or the default one (OPENAI_BASE_URL, else OpenAI).
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,25 @@ POLICY_OPTIONS = ("max_attempts", "max_rate_limited", "backoff", "max_wait")
 
 class OpenAIBackend(Backend):
     name = "openai"
-    description = "any OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, llama.cpp): teacher, " \
-                  "question writer, Batch API, fine-tuning"
+    description = "any OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, llama.cpp), several at once " \
+                  "(NAME/MODEL): teacher, question writer, Batch API, fine-tuning"
     capabilities = frozenset({ROUTE, TRAIN, GENERATE, BATCH})
     requirement = "an OpenAI-compatible endpoint"
-    setup_hint = "set OPENAI_API_KEY (and OPENAI_BASE_URL for a non-OpenAI server)"
+    setup_hint = "set OPENAI_API_KEY (and OPENAI_BASE_URL for a non-OpenAI server), or add one with " \
+                 "`routelab endpoints add NAME --base-url URL` and use NAME/MODEL"
 
     def available(self, settings) -> bool:
         return settings.has_openai
+
+    def require_model(self, store, model_id: str, settings, what: str) -> None:
+        """A model on a named endpoint needs that endpoint's key variable, not OPENAI_API_KEY."""
+        from routelab.providers.openai.endpoints import DEFAULT, target
+
+        found = target(store, model_id, settings)
+        if found.name == DEFAULT:
+            self.require(settings, what)
+        else:
+            found.api_key()  # BadInput naming the variable when it is not set
 
     def default_teacher(self, settings) -> str:
         return settings.teacher
@@ -33,12 +48,15 @@ class OpenAIBackend(Backend):
     def models(self, store, settings) -> list[str]:
         return [settings.teacher, *(m.id for m in store.trained_models(provider=self.name))]
 
-    def client(self, settings, **options: Any):
+    def client(self, settings, *, store=None, model_id: str | None = None, **options: Any):
+        """The client of the endpoint `model_id` names (the default endpoint without one)."""
         from routelab.providers.openai.client import OpenAIClient, RetryPolicy
+        from routelab.providers.openai.endpoints import default_target, target
 
         policy = {k: options.pop(k) for k in POLICY_OPTIONS if k in options}
         client = {k: options.pop(k) for k in CLIENT_OPTIONS if k in options}
-        return OpenAIClient.from_settings(settings, policy=RetryPolicy(**policy), **client)
+        found = target(store, model_id, settings) if model_id else default_target(settings)
+        return OpenAIClient.for_target(found, settings=settings, store=store, policy=RetryPolicy(**policy), **client)
 
     def router(self, model_id: str, *, store, settings, trained: TrainedModel | None = None, **options: Any):
         from routelab.providers.openai.router import OpenAIRouter
@@ -46,15 +64,18 @@ class OpenAIBackend(Backend):
         if trained is not None and trained.params.get("system_prompt"):
             options.setdefault("system_prompt", trained.params["system_prompt"])  # what it was fine-tuned on
         kept = {k: options.pop(k) for k in ROUTER_OPTIONS if k in options}
-        return OpenAIRouter(model_id, self.client(settings, **options), **kept)
+        client = self.client(settings, store=store, model_id=model_id, **options)
+        return OpenAIRouter(model_id, client, wire_model=client.target.model or model_id, **kept)
 
-    def generator(self, model_id: str, *, settings, trained: TrainedModel | None = None, **options: Any):
+    def generator(self, model_id: str, *, settings, trained: TrainedModel | None = None, store=None,
+                  **options: Any):
         from routelab.providers.openai.generator import OpenAIGenerator
 
         seed = options.pop("seed", None)
-        return OpenAIGenerator(model_id, self.client(settings, **options), seed=seed)
+        client = self.client(settings, store=store, model_id=model_id, **options)
+        return OpenAIGenerator(model_id, client, seed=seed, wire_model=client.target.model or model_id)
 
     def trainer(self, settings):
-        from routelab.providers.openai.trainer import OpenAITrainer
+        from routelab.providers.openai.endpoint_trainer import EndpointTrainer
 
-        return OpenAITrainer(settings)
+        return EndpointTrainer(settings)

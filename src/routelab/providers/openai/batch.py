@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from routelab.providers.openai.router import OpenAIRouter
 
 ENDPOINT = "/v1/chat/completions"
+AZURE_ENDPOINT = "/chat/completions"  # Azure's batch lines and batches name the path without /v1
+NO_BATCH = "run `label` without --batch"
 STATUS = {
     "validating": JobStatus.VALIDATING, "in_progress": JobStatus.RUNNING, "finalizing": JobStatus.RUNNING,
     "cancelling": JobStatus.RUNNING, "completed": JobStatus.SUCCEEDED, "failed": JobStatus.FAILED,
@@ -37,6 +39,11 @@ def example_id(custom: str) -> int | None:
         return None
 
 
+def check_batch_api(client) -> None:
+    """BadInput, before anything is sent, where the endpoint has no Batch API."""
+    client.require_api("batch", NO_BATCH)
+
+
 class OpenAIBatchLabeler(BatchLabeler):
     def __init__(self, router: OpenAIRouter):
         self.router = router
@@ -44,8 +51,9 @@ class OpenAIBatchLabeler(BatchLabeler):
 
     def submit(self, examples: Sequence[Example], actions: Sequence[Action], *, job_id: int,
                uploads: UploadLog) -> BatchState:
-        model = self.router.model
-        lines = [json.dumps({"custom_id": custom_id(e.id), "method": "POST", "url": ENDPOINT,
+        model = self.router.wire_model
+        url = AZURE_ENDPOINT if self.client.target.kind == "azure" else ENDPOINT
+        lines = [json.dumps({"custom_id": custom_id(e.id), "method": "POST", "url": url,
                              "body": {"model": model, **self.router.request_body(e, actions)}}, ensure_ascii=False)
                  for e in examples]
         data = ("\n".join(lines) + "\n").encode("utf-8")
@@ -55,7 +63,7 @@ class OpenAIBatchLabeler(BatchLabeler):
         if file_id is None:
             file_id = self.client.call(f"uploading {name}", sync.files.create, file=(name, data), purpose="batch").id
             uploads.record_upload("openai", endpoint, sha, "batch", file_id, name, len(data))
-        batch = self.client.call("creating the batch", sync.batches.create, input_file_id=file_id, endpoint=ENDPOINT,
+        batch = self.client.call("creating the batch", sync.batches.create, input_file_id=file_id, endpoint=url,
                                  completion_window="24h", metadata={"routelab_job": str(job_id)})
         state = self._state(batch)
         state.details["input_file_id"] = file_id
@@ -96,8 +104,8 @@ class OpenAIBatchLabeler(BatchLabeler):
                 body = response.get("body") or obj.get("error")
                 results.failures.append(f"{obj.get('custom_id')}: {json.dumps(body)[:200]}")
                 continue
-            results.routes.append((eid, route_from_completion(response.get("body") or {}, names, self.router.model,
-                                                              batch=True)))
+            results.routes.append((eid, route_from_completion(response.get("body") or {}, names,
+                                                              self.router.wire_model, batch=True)))
         for line in self._lines(state.details.get("error_file_id")):
             try:
                 obj = json.loads(line)

@@ -1,7 +1,9 @@
 """What the teacher and the question generator are asked, and the answer formats they are held to.
 
 The teacher's catalog is shuffled on every request (position bias); its answer is forced
-with structured outputs (`action` is an enum of the names) and checked anyway (answers.py).
+with structured outputs where the endpoint has them (`action` is an enum of the names; the
+forms: formats.py) and checked anyway (answers.py). The prompt itself asks for the JSON, so
+a server without structured outputs still answers in a form answers.py reads.
 """
 
 from __future__ import annotations
@@ -28,33 +30,20 @@ GENERATOR_INSTRUCTIONS = (
 
 
 def route_schema(names: Sequence[str]) -> dict[str, Any]:
+    """The JSON schema of a teacher's answer: `action` is one of the catalog's names."""
     return {
-        "type": "json_schema",
-        "json_schema": {
-            "name": "route",
-            "strict": True,
-            "schema": {
-                "type": "object",
-                "properties": {"action": {"type": "string", "enum": list(names)}},
-                "required": ["action"],
-                "additionalProperties": False,
-            },
-        },
+        "type": "object",
+        "properties": {"action": {"type": "string", "enum": list(names)}},
+        "required": ["action"],
+        "additionalProperties": False,
     }
 
 
 QUESTIONS_SCHEMA = {
-    "type": "json_schema",
-    "json_schema": {
-        "name": "questions",
-        "strict": True,
-        "schema": {
-            "type": "object",
-            "properties": {"questions": {"type": "array", "items": {"type": "string"}}},
-            "required": ["questions"],
-            "additionalProperties": False,
-        },
-    },
+    "type": "object",
+    "properties": {"questions": {"type": "array", "items": {"type": "string"}}},
+    "required": ["questions"],
+    "additionalProperties": False,
 }
 
 

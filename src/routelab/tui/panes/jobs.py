@@ -264,7 +264,7 @@ class JobsPane(Vertical):
 
     def _confirm_plan(self, plan) -> None:
         from routelab.services.export import format_report
-        from routelab.services.finetune import estimate_line
+        from routelab.services.finetune import duplicate_line, estimate_line
         from routelab.tui.components.confirm import ConfirmScreen
 
         message = Text()
@@ -273,6 +273,9 @@ class JobsPane(Vertical):
         message.append_text(literal(estimate_line(plan)))
         if plan.needs_confirmation:
             message.append("\nabove the spend limit", style="bold red")
+        if plan.repeats_paid_job:  # the same data, the same base: a second bill for the same model
+            message.append("\n")
+            message.append_text(literal(duplicate_line(plan) or "", "bold red"))
         message.append("\n\n")
         message.append(Text(printable(format_report(plan.report))))  # keeps its lines
 
