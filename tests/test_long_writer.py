@@ -325,3 +325,12 @@ def test_a_journal_never_lands_on_another_question(store, db_path):
     journal.append(new_entry("decide", ids[1], kind="flag", question=store.example(ids[1]).hash))
     apply_journal(store, journal, wait=True)
     assert operator_decisions(store) == [(ids[1], "flag", None, None)]
+
+
+def test_the_holder_is_named_by_what_it_runs():
+    from routelab.store.locks import describe_holders
+
+    assert describe_holders([(12, "routelab import big.csv --db ws.db")]) == (
+        "an import in another process (pid 12: routelab import big.csv --db ws.db)")
+    assert describe_holders([(12, "python -c import sqlite3")]) == "another process (pid 12: python -c import sqlite3)"
+    assert describe_holders([]) == "another process"

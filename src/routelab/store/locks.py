@@ -62,7 +62,8 @@ def describe_holders(holders: list[tuple[int, str]]) -> str:
         return "another process"
     pid, command = holders[0]
     words = command.split()
-    what = next((WHAT_RUNS[w] + " in " for w in words[1:4] if w in WHAT_RUNS), "")
+    command_word = next((w for w in words[1:] if not w.startswith("-")), "") if words[:1] == ["routelab"] else ""
+    what = WHAT_RUNS[command_word] + " in " if command_word in WHAT_RUNS else ""
     more = f" and {len(holders) - 1} more" if len(holders) > 1 else ""
     shown = command if len(command) <= 60 else command[:59] + "…"
     return f"{what}another process (pid {pid}: {shown}){more}"
