@@ -52,7 +52,20 @@ class Context:
             # Only commands that put something in a workspace create one: a mistyped
             # --db for any other command is an error, not a new empty workspace.
             self._store = Store.open(self.db_path, create=getattr(self.args, "creates_workspace", False))
+            self._apply_decision_journal()
         return self._store
+
+    def _apply_decision_journal(self) -> None:
+        """Decisions a reviewer took that are not in the store yet (the app was killed, or waits for
+        another process's write) are applied first, so export, accept and every other command see
+        each decision the app showed as made; if the lock is held now, say so and go on."""
+        from routelab.services.decision_journal import apply_leftover, journal_path
+
+        pending = apply_leftover(self._store)
+        if pending:
+            sys.stderr.write(f"routelab: note: {pending} review decision{'s' if pending != 1 else ''} in "
+                             f"{journal_path(self.db_path)} could not be applied yet (another process is "
+                             "writing to the workspace); this command does not see them\n")
 
     def close(self) -> None:
         if self._store is not None:
@@ -120,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as e:  # a bug: say what, in one line, and how to see more
+        if type(e).__name__ == "OperationalError" and "locked" in str(e):  # a write outside Store.transaction
+            from routelab.store.locks import WorkspaceLocked, busy_timeout
+
+            _fail(str(WorkspaceLocked(ctx.db_path, busy_timeout())))
+            return 1
         if os.environ.get("ROUTELAB_DEBUG"):
             traceback.print_exc()
         _fail(f"internal error: {type(e).__name__}: {e} (set ROUTELAB_DEBUG=1 for a traceback)")

@@ -158,5 +158,6 @@ def open_app(ctx) -> int:
 
     ctx.store()  # refuse a missing or bad workspace with a clear line before the screen appears
     ctx.close()
-    RoutelabApp(ctx.db_path).run()
-    return 0
+    app = RoutelabApp(ctx.db_path)
+    app.run()
+    return app.return_code or 0  # an app that crashed exits 1, not 0

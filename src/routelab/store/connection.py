@@ -2,7 +2,8 @@
 
 Guarantees: WAL (a reviewer and a labeling run can work side by side), foreign keys,
 one transaction per logical write (BEGIN IMMEDIATE, so concurrent writers queue up
-instead of failing half-way), forward migrations, and a file that is not ours (or that
+instead of failing half-way; a writer that waited past the busy timeout, 30 s or
+$ROUTELAB_BUSY_TIMEOUT, gets WorkspaceLocked naming the process that holds the lock), forward migrations, and a file that is not ours (or that
 carries schema objects routelab did not make) is refused before anything is written.
 
 `StoreBase` is the root of the table mixins (see store/store.py): it owns the one
@@ -21,6 +22,7 @@ from typing import Any, Self
 import sqlite_utils
 
 from routelab.domain import BadInput
+from routelab.store.locks import WorkspaceLocked, busy_timeout
 from routelab.store.schema import LATEST, MIGRATIONS
 from routelab.store.schema_check import check_schema
 
@@ -31,6 +33,7 @@ class StoreBase:
         self.db = db
         self.conn: sqlite3.Connection = db.conn
         self._lock = threading.RLock()
+        self.busy_timeout = busy_timeout()
 
     @classmethod
     def open(cls, path: str | Path, *, create: bool = True) -> Self:
@@ -38,17 +41,26 @@ class StoreBase:
         path = Path(path)
         _check_path(path, create)
         try:
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+            wait = busy_timeout()
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=wait)
             try:
                 version = _check_version(conn, path)
-                _configure(conn, new=version == 0)
+                _configure(conn, new=version == 0, wait=wait)
             except BaseException:
                 conn.close()
                 raise
+        except sqlite3.OperationalError as e:
+            if _is_locked(e):
+                raise WorkspaceLocked(path, wait) from None
+            raise BadInput(f"{path}: cannot open workspace ({e})") from None
         except sqlite3.DatabaseError as e:
             raise BadInput(f"{path}: cannot open workspace ({e})") from None
         store = cls(path, sqlite_utils.Database(conn))
-        store._migrate(version)
+        try:
+            store._migrate(version)
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def _migrate(self, version: int) -> None:
@@ -77,10 +89,12 @@ class StoreBase:
         return self.conn.execute("PRAGMA data_version").fetchone()[0]
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One logical write: all of it or none of it."""
+    def transaction(self, *, wait: bool = True) -> Iterator[sqlite3.Connection]:
+        """One logical write: all of it or none of it. While another process writes, wait up to the
+        busy timeout for it (`wait=False`: not at all, for a caller that must not block, such as a
+        keypress), then raise WorkspaceLocked, which names who holds the lock."""
         with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
+            self._begin(wait)
             try:
                 yield self.conn
             except BaseException:
@@ -88,6 +102,25 @@ class StoreBase:
                 raise
             else:
                 self.conn.execute("COMMIT")
+
+    def set_busy_timeout(self, seconds: float) -> None:
+        """How long this connection's writes wait for another process's (a background writer
+        waits in short slices, so it can stop)."""
+        self.busy_timeout = seconds
+        self.conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+
+    def _begin(self, wait: bool) -> None:
+        if not wait:
+            self.conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if _is_locked(e):
+                raise WorkspaceLocked(self.path, self.busy_timeout if wait else 0) from None
+            raise
+        finally:
+            if not wait:
+                self.conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
 
     def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
         cur = self.conn.execute(sql, tuple(args))
@@ -126,7 +159,11 @@ def _check_version(conn: sqlite3.Connection, path: Path) -> int:
     return version
 
 
-def _configure(conn: sqlite3.Connection, *, new: bool) -> None:
+def _is_locked(e: sqlite3.OperationalError) -> bool:
+    return "locked" in str(e) or "busy" in str(e)
+
+
+def _configure(conn: sqlite3.Connection, *, new: bool, wait: float) -> None:
     if new:
         # A new workspace: 16 KiB pages (SQLite's default is 4). A million-row import
         # writes and checkpoints fewer pages; review latency measured the same.
@@ -134,6 +171,6 @@ def _configure(conn: sqlite3.Connection, *, new: bool) -> None:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = NORMAL")  # safe in WAL: commits survive a crash
-    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
     # Indexes of a million-row workspace must fit in cache, or imports crawl.
     conn.execute("PRAGMA cache_size = -262144")

@@ -1,11 +1,16 @@
 """Decisions: the append-only log of what the operator did (hand-written SQL, one
 keypress each). An example's label and status are a cache of its log, refreshed in the
-same transaction as each decision."""
+same transaction as each decision.
+
+Decisions taken in the app reach the log through the decision journal
+(services/decision_journal.py): `apply_entries` writes a batch of journal entries in one
+transaction, each stored with its entry id (`decisions.entry`, unique), so replaying a
+journal after a crash writes nothing twice."""
 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from routelab.domain import BadInput, Decision, DecisionKind, ExampleFilter, Status
@@ -14,6 +19,23 @@ from routelab.store.connection import StoreBase
 from routelab.store.filters import filter_sql
 
 NEEDS_ACTION = (DecisionKind.ACCEPT, DecisionKind.OVERRIDE, DecisionKind.IMPORT)
+OPERATOR_KINDS = ("accept", "override", "skip", "flag")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the decision journal: a decision (`op` "decide"), or the undo of an earlier
+    entry (`op` "cancel", `target` its id) whether or not that one reached the store yet."""
+
+    id: str
+    op: str
+    example_id: int
+    kind: str | None = None
+    action: str | None = None
+    model: str | None = None
+    at: str | None = None
+    target: str | None = None
+    question: str | None = None  # the question's content hash: an entry never lands on another question
 
 
 class DecisionsTable(StoreBase):
@@ -44,9 +66,55 @@ class DecisionsTable(StoreBase):
                 out.append(d)
         return out
 
-    def undo(self, decision_id: int | None = None) -> Decision | None:
+    def apply_entries(self, entries: list[Entry], *, wait: bool = True) -> dict[str, int]:
+        """Write journal entries in order, in one transaction, each at most once: an entry already
+        stored is passed over, a decision cancelled in the same batch is never written, a cancel
+        of a stored decision appends its undo, and an entry that can no longer apply (its action
+        was removed, its question is gone, or the id is another question's: a journal beside a
+        workspace made anew) is dropped. Returns entry id -> decision id of every
+        entry of the batch now in the store. `wait=False`: WorkspaceLocked at once if another
+        process holds the write lock."""
+        with self.transaction(wait=wait) as c:
+            present = _stored_entries(c, [e.id for e in entries] + [e.target for e in entries if e.target])
+            cancelled = {e.target for e in entries if e.op == "cancel"}
+            known = set(active_names(c))
+            for e in entries:
+                if e.id in present:
+                    continue
+                if e.op == "decide":
+                    if e.id in cancelled or not _applicable(c, e, known):
+                        continue
+                    present[e.id] = c.execute(
+                        "INSERT INTO decisions (example_id, kind, action, model, at, entry) VALUES (?, ?, ?, ?, ?, ?)",
+                        (e.example_id, e.kind, e.action if e.kind in ("accept", "override") else None, e.model,
+                         e.at, e.id),
+                    ).lastrowid
+                elif e.op == "cancel" and e.target in present:
+                    target = present[e.target]
+                    if c.execute("SELECT 1 FROM decisions WHERE undoes = ?", (target,)).fetchone():
+                        continue
+                    present[e.id] = c.execute(
+                        "INSERT INTO decisions (example_id, kind, undoes, at, entry) VALUES (?, 'undo', ?, ?, ?)",
+                        (e.example_id, target, e.at, e.id),
+                    ).lastrowid
+                else:
+                    continue
+                _refresh(c, e.example_id)
+        return present
+
+    def stored_entries(self, ids: list[str]) -> dict[str, int]:
+        """Which journal entries are in the store: entry id -> decision id."""
+        return _stored_entries(self.conn, ids)
+
+    def entry_undone(self, entry_id: str) -> bool:
+        """Is the decision stored for this journal entry undone (e.g. by another reviewer)?"""
+        return self.conn.execute(
+            "SELECT 1 FROM decisions d JOIN decisions u ON u.undoes = d.id WHERE d.entry = ?", (entry_id,)
+        ).fetchone() is not None
+
+    def undo(self, decision_id: int | None = None, *, wait: bool = True) -> Decision | None:
         """Cancel a decision (default: the newest one not yet undone) by appending an undo."""
-        with self.transaction() as c:
+        with self.transaction(wait=wait) as c:
             if decision_id is None:
                 row = c.execute(
                     "SELECT id, example_id FROM decisions d WHERE kind IN ('accept','override','skip','flag') "
@@ -111,6 +179,22 @@ def _bulk_where(flt: ExampleFilter, model: str, min_confidence: float | None) ->
         sql += " AND p.confidence >= ?"
         args.append(min_confidence)
     return sql, args
+
+
+def _stored_entries(c: sqlite3.Connection, ids: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        found.update(c.execute(f"SELECT entry, id FROM decisions WHERE entry IN ({marks})", chunk).fetchall())
+    return found
+
+
+def _applicable(c: sqlite3.Connection, e: Entry, known: set[str]) -> bool:
+    if e.kind not in OPERATOR_KINDS or (e.kind in ("accept", "override") and e.action not in known):
+        return False
+    row = c.execute("SELECT hash FROM examples WHERE id = ?", (e.example_id,)).fetchone()
+    return row is not None and (e.question is None or row[0] == e.question)
 
 
 def _refresh(c: sqlite3.Connection, example_id: int) -> None:

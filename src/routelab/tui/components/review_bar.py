@@ -10,12 +10,19 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Input, Static
 
+from routelab.tui.components.review_wait import WaitLine
+
 
 class ReviewBar(Horizontal):
     def compose(self) -> ComposeResult:
         yield Static(id="review-filter")
         yield Input(id="review-search", placeholder="search: words, Enter applies, Esc closes")
+        yield WaitLine(id="review-wait")
         yield Static(id="review-progress")
+
+    @property
+    def wait_line(self) -> WaitLine:
+        return self.query_one(WaitLine)
 
     def on_mount(self) -> None:
         self.search_box.display = False

@@ -1,7 +1,8 @@
 """The Review pane: a virtual list of questions, the shown question's proposals, one key per decision.
 
-Every decision is committed to the store before the screen moves on; the list is then
-edited locally (the decided row leaves a status filter, the cursor stays on the next
+Every decision is saved (the session's decision journal) before the screen moves on, and
+written to the store then or, while another process holds the write lock, as soon as it
+frees (the bar says how many wait, and for whom); the list is edited locally (the decided row leaves a status filter, the cursor stays on the next
 one) instead of re-querying, so a decision costs a few small indexed queries whatever
 the size of the workspace. Changes from other processes (a `routelab label` run,
 another reviewer) are noticed by the session (`changed_outside`) and merged in the background.
@@ -11,9 +12,7 @@ The pane talks to the review session service only (services/review_session.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import replace
-from typing import TypeVar
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -23,23 +22,24 @@ from textual.worker import get_current_worker
 
 from routelab.domain import DecisionKind, Example, ExampleFilter, Status, printable
 from routelab.services.review import SessionPace
-from routelab.services.review_session import Overview, ReviewSession, Undone
+from routelab.services.review_session import Overview, ReviewSession, Undone, WorkspaceLocked
 from routelab.services.workspace import Workspace
 from routelab.tui.components.bulk import BulkAcceptScreen
 from routelab.tui.components.detail import DetailView, render_catalog, render_detail
 from routelab.tui.components.example_list import ExampleList, RowWindow
 from routelab.tui.components.picker import PickerScreen, PickItem
+from routelab.tui.components.review_background import BackgroundReads
 from routelab.tui.components.review_bar import ReviewBar
 from routelab.tui.components.review_filters import UNREVIEWED, apply_choice, describe, filter_menu
+from routelab.tui.components.review_wait import WaitLine
 from routelab.tui.panes.review_keys import REVIEW_BINDINGS, REVIEW_KEYS
 from routelab.tui.safe import say
 
 EMPTY_WORKSPACE = "no questions yet: routelab import FILE (or routelab demo)"
 POLL_SECONDS = 2.0
-T = TypeVar("T")
 
 
-class ReviewPane(Vertical, can_focus=True):
+class ReviewPane(BackgroundReads, Vertical, can_focus=True):
     BINDINGS = REVIEW_BINDINGS
 
     class Progress(Message):
@@ -99,6 +99,7 @@ class ReviewPane(Vertical, can_focus=True):
             say(self, f"nothing unreviewed: showing {why}", timeout=6)
         self.dataset.set_window(self.window)
         self.query_one("#review-catalog", Static).update(render_catalog(self.actions))
+        self.bar.wait_line.watch_session(session.journal_state)
         self._show_current()
         self._paint_filter()
         self._load_counts()
@@ -235,7 +236,7 @@ class ReviewPane(Vertical, can_focus=True):
         if ex is None:
             self.app.bell()
             return
-        fresh = self.session.decide(ex.id, kind, action, model).example  # committed before anything moves
+        fresh = self.session.decide(ex.id, kind, action, model).example  # saved before anything moves
         self._seq += 1
         self.pace.record()
         self._count_move(ex.status, fresh.status)
@@ -245,6 +246,10 @@ class ReviewPane(Vertical, can_focus=True):
             anchor=self.shown.id if self.shown else None)
         self.dataset.sync(lazy=True)
         self._show_current()
+        self.bar.wait_line.show_state()
+
+    def on_wait_line_applied(self, _: WaitLine.Applied) -> None:
+        self._merge_outside()  # the pending decisions are in; so is what the other process wrote
 
     def _count_move(self, old: Status, new: Status) -> None:
         if self.status_counts is not None and old != new:
@@ -256,7 +261,13 @@ class ReviewPane(Vertical, can_focus=True):
         if self.session.newest_step_size() > 1:  # a bulk accept: many small writes, in a worker
             self._undo_bulk()
             return
-        undone = self.session.undo()
+        try:
+            undone = self.session.undo()
+        except WorkspaceLocked as e:  # only the newest decision made elsewhere was left: not journalled
+            self.app.bell()
+            say(self, f"Not undone: {e}", timeout=4)
+            return
+        self.bar.wait_line.show_state()
         if undone is None:
             self.app.bell()
             say(self, "Nothing to undo.", timeout=2)
@@ -284,8 +295,15 @@ class ReviewPane(Vertical, can_focus=True):
     def _undo_bulk(self) -> None:
         session = self.session
         assert session is not None
-        self._in_background("review-bulk", session.undo_bulk, lambda _, undone: self._bulk_done(
-            undone and f"Undone a bulk accept: {undone.decisions:,} questions are unreviewed again."))
+
+        def undo() -> str | None:
+            try:
+                undone = session.undo_bulk()
+            except WorkspaceLocked as e:
+                return f"Not undone (u tries again): {e}"
+            return undone and f"Undone a bulk accept: {undone.decisions:,} questions are unreviewed again."
+
+        self._in_background("review-bulk", undo, lambda _, said: self._bulk_done(said))
 
     def _bulk_done(self, message: str | None) -> None:
         if message is None:
@@ -359,7 +377,10 @@ class ReviewPane(Vertical, can_focus=True):
                 self._in_background("review-bulk", lambda: accept(*choice), lambda _, said: self._bulk_done(said))
 
         def accept(model: str, conf: float) -> str:
-            result = session.bulk_accept(flt, model, conf, cancelled=lambda: get_current_worker().is_cancelled)
+            try:
+                result = session.bulk_accept(flt, model, conf, cancelled=lambda: get_current_worker().is_cancelled)
+            except WorkspaceLocked as e:
+                return f"Nothing accepted: {e}"
             return f"Accepted {result.accepted:,} proposals from {model} (u undoes them all)."
 
         count = lambda model, conf: session.fresh_count_bulk(flt, model, conf)  # noqa: E731 - run in a worker
@@ -377,47 +398,6 @@ class ReviewPane(Vertical, can_focus=True):
         """Re-read counts, rows and the catalog (in a worker; the cursor stays on its question)."""
         self._seq += 1
         self._merge_outside()
-
-    def _in_background(self, group: str, read: Callable[[], T], apply: Callable[[int, T], None]) -> None:
-        """`read()` in a worker thread (a newer one in the same group replaces it), then `apply(seq, result)`
-        on the UI thread, with the local-change counter as it was when the read began."""
-        seq = self._seq
-
-        def run() -> None:
-            result = read()
-            if not get_current_worker().is_cancelled:
-                self.app.call_from_thread(apply, seq, result)
-
-        self.run_worker(run, thread=True, exclusive=True, group=group)
-
-    def _count_filter(self) -> None:
-        assert self.window is not None and self.session is not None
-        if not self.window.exact:
-            session, flt = self.session, self.flt
-            self._in_background("review-filter-count", lambda: session.fresh_count(flt),
-                                lambda seq, n: self._set_filter_count(seq, flt, n))
-
-    def _set_filter_count(self, seq: int, flt: ExampleFilter, n: int) -> None:
-        assert self.window is not None
-        if flt != self.flt or self.window.exact:
-            return
-        if seq != self._seq:
-            self._count_filter()  # decided meanwhile: count again
-            return
-        self.window.set_count(n)
-        self.dataset.sync()
-        self._paint_progress()
-
-    def _load_counts(self) -> None:
-        assert self.session is not None
-        self._in_background("review-counts", self.session.fresh_status_counts, self._set_counts)
-
-    def _set_counts(self, seq: int, counts: dict[str, int]) -> None:
-        if seq != self._seq and self.status_counts is not None:
-            self._load_counts()  # we decided meanwhile: count again
-            return
-        self.status_counts = counts
-        self._paint_progress()
 
     def _merge_outside(self) -> None:
         assert self.session is not None
