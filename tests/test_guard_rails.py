@@ -133,3 +133,29 @@ def test_no_notice_where_nothing_is_lost(store, imported):
     store.add_examples([new])
     unlabelled = store.example_id_by_hash(new.hash)
     assert decide(store, unlabelled, DecisionKind.SKIP).notice is None  # no human label: nothing leaves training
+
+
+async def test_the_review_pane_says_a_skip_leaves_an_imported_label_out(store, imported):
+    """Where the key is pressed: the app shows the notice (a skipped import is not silently lost)."""
+    from routelab.domain import ExampleFilter
+    from routelab.tui.app import RoutelabApp
+    from routelab.tui.panes.review import ReviewPane
+
+    ex = imported["where is my payslip"]
+    store.close()
+    app = RoutelabApp(store.path)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        pane = app.query_one(ReviewPane)
+        for _ in range(100):
+            if pane.session is not None:
+                break
+            await pilot.pause(0.02)
+        pane.set_filter(ExampleFilter(ids=(ex.id,)))
+        for _ in range(100):
+            if pane.shown is not None and pane.shown.id == ex.id:
+                break
+            await pilot.pause(0.02)
+        await pilot.press("s")
+        await pilot.pause(0.1)
+        said = [str(n.message) for n in app._notifications]
+        assert any("imported label get_payslip is left out of training" in m for m in said), said

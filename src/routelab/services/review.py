@@ -53,10 +53,10 @@ def decide(store: Store, example_id: int, kind: DecisionKind | str, action: str 
     kind = DecisionKind(kind)
     before = store.example(example_id) if kind in (DecisionKind.SKIP, DecisionKind.FLAG) else None
     decision = store.decide(example_id, kind, action, model=model)
-    return Decided(decision, _label_left_out(store, before, kind) if before is not None else None)
+    return Decided(decision, label_left_out(store, before, kind) if before is not None else None)
 
 
-def _label_left_out(store: Store, ex: Example, kind: DecisionKind) -> str | None:
+def label_left_out(store: Store, ex: Example, kind: DecisionKind) -> str | None:
     """Skipped and flagged questions are out of the export: say so when that loses a human label."""
     if ex.status != Status.REVIEWED or not ex.label:
         return None

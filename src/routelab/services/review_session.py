@@ -34,7 +34,14 @@ from routelab.services.decision_journal import (
     new_entry,
     pending_decisions,
 )
-from routelab.services.review import BulkResult, best_proposal, bulk_accept, count_bulk, preferred_teacher
+from routelab.services.review import (
+    BulkResult,
+    best_proposal,
+    bulk_accept,
+    count_bulk,
+    label_left_out,
+    preferred_teacher,
+)
 from routelab.store import Store
 from routelab.store.locks import WorkspaceLocked
 
@@ -66,6 +73,7 @@ class Detail:
 class Decided:
     decision: Decision
     example: Example  # as it is now: its new label and status
+    notice: str | None = None  # e.g. a skip that leaves a human label out of training
 
 
 @dataclass(frozen=True)
@@ -220,13 +228,15 @@ class ReviewSession:
         if before is None:
             raise BadInput(f"no question #{example_id}")
         action, model = (action, model) if needs_action else (None, None)
+        notice = label_left_out(self._store, before, kind) if not needs_action else None
         entry = new_entry("decide", example_id, kind=str(kind), action=action, model=model, question=before.hash)
         self._journal.append(entry)  # fsynced: from here on the decision survives kill -9
         with self._steps_lock:
             self._steps.append(JournalStep(entry.id, before))
         made = _as_decided(before, kind, action)
         ex = self._write_now(entry.id, made)
-        return Decided(Decision(example_id=example_id, kind=kind, action=action, model=model, at=entry.at), ex)
+        return Decided(Decision(example_id=example_id, kind=kind, action=action, model=model, at=entry.at), ex,
+                       notice)
 
     def _write_now(self, entry_id: str, made: Example) -> Example:
         """Apply the journal now if nobody holds the lock (never waits): the question as the store has it,

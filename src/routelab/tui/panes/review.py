@@ -236,7 +236,10 @@ class ReviewPane(BackgroundReads, Vertical, can_focus=True):
         if ex is None:
             self.app.bell()
             return
-        fresh = self.session.decide(ex.id, kind, action, model).example  # saved before anything moves
+        done = self.session.decide(ex.id, kind, action, model)  # saved before anything moves
+        fresh = done.example
+        if done.notice:
+            say(self, done.notice, timeout=6)
         self._seq += 1
         self.pace.record()
         self._count_move(ex.status, fresh.status)
