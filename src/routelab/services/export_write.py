@@ -1,11 +1,12 @@
 """Files of an export: assembled from the spool, hashed as written, and put in place as a whole.
 
 An export directory is replaced whole or not at all. Everything is written into a hidden
-sibling, `.NAME.routelab-tmp-PID[-N]`, and fsynced; then the old directory is renamed
-aside (`.NAME.routelab-old-PID`), the new one renamed in, and the old one removed. A kill -9
-at any point leaves NAME holding the complete old export or the complete new one; the next
-export removes what the dead process left (and, had it died between the two renames, puts
-the old directory back first).
+sibling, `.NAME.routelab-tmp-PID[-N]`, and fsynced; then the two directories are swapped
+in one atomic step (Linux's renameat2 RENAME_EXCHANGE) and the old one removed. Where that
+is not available, the old directory is renamed aside (`.NAME.routelab-old-PID`) and the new
+one renamed in. A kill -9 at any point leaves NAME holding the complete old export or the
+complete new one; the next export removes what the dead process left (and, had it died
+between the two renames, puts the old directory back first).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -201,10 +203,29 @@ def move_beside(staged: Path, out: Path) -> Path:
     return beside
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories atomically (Linux renameat2 RENAME_EXCHANGE); False where it is not
+    available (another OS, an old C library, a file system without it): then two renames do it."""
+    if sys.platform != "linux":
+        return False
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
 def swap_in(new: Path, out: Path) -> None:
     """Put the complete directory `new` at `out`, replacing whatever export is there, as a whole."""
     fsync_dir(new)
     if out.is_dir() and any(out.iterdir()):
+        if _exchange(new, out):  # one atomic step: `out` is never missing, not even for a moment
+            fsync_dir(out.parent)
+            shutil.rmtree(new, ignore_errors=True)  # now the old export
+            return
         old = out.parent / f".{out.name}.routelab-old-{os.getpid()}-{next(_counter)}"
         os.replace(out, old)
         os.replace(new, out)
