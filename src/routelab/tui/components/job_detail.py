@@ -12,16 +12,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, RichLog, Static
+from textual_plotext import PlotextPlot
 
 from routelab.domain import Job, JobEvent
 from routelab.services.formatting import format_duration
 from routelab.services.jobs import describe, metrics_series
 from routelab.tui.safe import literal
-
-try:  # textual-plotext: a real line chart; the Sparkline is the fallback
-    from textual_plotext import PlotextPlot
-except ImportError:  # pragma: no cover
-    PlotextPlot = None  # type: ignore[assignment,misc]
 
 STATUS_MARK = {
     "queued": ("○", "dim"), "validating": ("◌", "cyan"), "running": ("●", "yellow"),
@@ -95,12 +91,7 @@ class JobDetail(Vertical):
         with Horizontal(id="job-progress-row"):
             yield ProgressBar(total=None, show_eta=False, id="job-progress")
             yield Static("", id="job-step")
-        if PlotextPlot is not None:
-            chart = PlotextPlot(id="job-chart")
-        else:  # pragma: no cover
-            from textual.widgets import Sparkline
-
-            chart = Sparkline([], id="job-chart")
+        chart = PlotextPlot(id="job-chart")
         chart.display = False  # until the selected job has loss points
         yield chart
         yield RichLog(id="job-log", markup=False, wrap=True, auto_scroll=True, max_lines=5000)
@@ -147,7 +138,7 @@ class JobDetail(Vertical):
             self.query_one(selector, Static).update(text)
 
     def _draw_chart(self, job_id: int | None, series: dict[str, list[tuple[int, float]]]) -> None:
-        chart = self.query_one("#job-chart")
+        chart = self.query_one("#job-chart", PlotextPlot)
         # a label or eval job (or a fine-tune before its first step) has no loss: no empty frame,
         # the event log below gets the room
         chart.display = any(series.get(key) for key in LOSS_SERIES)
@@ -155,9 +146,6 @@ class JobDetail(Vertical):
         if signature == self._chart_signature:
             return  # plotext redraws are not free: only when a point was added
         self._chart_signature = signature
-        if PlotextPlot is None or not isinstance(chart, PlotextPlot):  # pragma: no cover
-            chart.data = [v for _, v in series.get("train_loss", [])]
-            return
         plt = chart.plt
         plt.clear_data()
         plt.clear_figure()
