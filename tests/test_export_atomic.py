@@ -86,20 +86,23 @@ def test_kill_9_mid_write_leaves_the_old_or_the_new_export_and_the_next_cleans_u
     out = tmp_path / "exports" / "out"
     proc = _export(store.path, out, 0.1)
     assert proc.wait(timeout=120) == 0, proc.stderr.read()
-    digests = {_complete(out)}
+    before = _complete(out)
     kills = 0
     for fraction, trigger in ((0.2, "train.jsonl"), (0.3, "validation.jsonl"), (0.4, "report.json")):
+        # what this export writes when nobody kills it (elsewhere): the only other whole state allowed
+        whole = tmp_path / "exports" / f"whole-{fraction}"
+        assert _export(store.path, whole, fraction).wait(timeout=120) == 0
         proc = _export(store.path, out, fraction)  # more in validation: new files, so replacing matters
         killed = _kill_when(proc, _started(out, trigger))
         kills += killed
         now = _complete(out)  # whole, never a new train.jsonl beside an old report.json
-        assert now in digests or not killed
-        digests.add(now)
+        assert now in (before, _complete(whole))  # the old export, or (killed after the swap) the new one
+        before = now
     assert kills >= 2, "the export finished before it could be killed: make the workspace bigger"
     proc = _export(store.path, out, 0.5)
     assert proc.wait(timeout=120) == 0, proc.stderr.read()
     _complete(out)
-    assert _leftovers(out.parent) == []  # the killed exports' temporaries are gone
+    assert [n for n in _leftovers(out.parent) if not n.startswith("whole-")] == []  # the killed ones' temporaries
 
 
 def _dead_pid() -> int:
