@@ -9,7 +9,7 @@ from routelab.tui.components.confirm import ConfirmScreen
 from routelab.tui.panes.jobs import JobsPane
 
 
-async def _until(pilot, predicate, tries: int = 400):
+async def _until(pilot, predicate, tries: int = 1500):
     for _ in range(tries):
         if predicate():
             return True

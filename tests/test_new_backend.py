@@ -95,7 +95,7 @@ async def test_the_jobs_pane_trains_with_it(keyword, demo_store):
                 break
             await pilot.pause(0.02)
         await pilot.press(*NAME, "enter")
-        for _ in range(400):
+        for _ in range(1500):
             if isinstance(app.screen, ConfirmScreen):
                 await pilot.press("y")
             job = pane.selected_job()

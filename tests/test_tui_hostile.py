@@ -117,7 +117,7 @@ def _toasts(app) -> list[str]:
     return [f"{n.title}: {n.message}" for n in app._notifications]
 
 
-async def _wait(pilot, predicate, tries: int = 400) -> bool:
+async def _wait(pilot, predicate, tries: int = 1500) -> bool:
     for _ in range(tries):
         if predicate():
             return True
