@@ -134,6 +134,11 @@ class JobService:
             return job  # not started yet, or being submitted right now (uploads, job creation)
         if trainer.runs_here and runner_alive(job):
             return job
+        # Read again after the liveness check: a run that ended just now wrote its last status
+        # before it stopped counting as running, and that status must not be overwritten.
+        job = self.store.job(job.id) or job
+        if job.status.terminal:
+            return job
         if trainer.runs_here:
             msg = "interrupted: the process running this training exited; start it again"
         else:
