@@ -87,6 +87,8 @@ class Action(BaseModel):
     description: str = ""
     code: int | None = None
     active: bool = True
+    # The action a router answers when no other fits (out of scope); at most one per catalog.
+    fallback: bool = False
 
     @field_validator("name")
     @classmethod
@@ -189,6 +191,9 @@ class RowChunk(NamedTuple):
 
     rows: list[ExampleRow]
     fraction: float
+    # the label the file itself calls out of scope (CLINC150's "oos"): an import that creates
+    # that action makes it the catalog's fallback
+    fallback: str | None = None
 
 
 def conversation_json(conversation: list[Message] | None) -> str | None:

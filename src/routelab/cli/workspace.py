@@ -24,9 +24,20 @@ def register(sub, common) -> None:
     q.add_argument("name")
     q.add_argument("--description", "-d", default="", help="what belongs to this action (the teacher reads it)")
     q.add_argument("--code", type=int, help="stable integer code (default: next free)")
+    q.add_argument("--fallback", action="store_true",
+                   help="make it the fallback: the action for questions no other action fits (out of scope); "
+                        "clears the flag on any other")
     q.set_defaults(func=cmd_actions_add, creates_workspace=True)
+    q = asub.add_parser("set", parents=[common], help="change an existing action: make it the fallback, or not")
+    q.add_argument("name")
+    flag = q.add_mutually_exclusive_group(required=True)
+    flag.add_argument("--fallback", dest="fallback", action="store_true", default=None,
+                      help="make it the fallback (clears the flag on any other)")
+    flag.add_argument("--no-fallback", dest="fallback", action="store_false",
+                      help="the catalog has no fallback any more")
+    q.set_defaults(func=cmd_actions_set)
     q = asub.add_parser("import", parents=[common], help="add or update actions from a JSON file")
-    q.add_argument("file")
+    q.add_argument("file", help='JSON list of {"name", "description", "code"?, "fallback"?}')
     q.set_defaults(func=cmd_actions_import, creates_workspace=True)
 
     p = sub.add_parser("import", parents=[common], help="import questions (CSV, JSON, JSONL, CLINC150, OpenAI chat JSONL)")
@@ -68,21 +79,50 @@ def cmd_actions_list(ctx) -> int:
     elif not actions:
         print("no actions yet: routelab actions add NAME --description D, or routelab init --actions FILE")
     else:
-        table([(a.code, a.name, "" if a.active else "inactive", a.description) for a in actions],
-              ["code", "name", "", "description"])
+        table([(a.code, a.name, _flags(a), a.description) for a in actions], ["code", "name", "", "description"])
     return 0
+
+
+def _flags(a: Action) -> str:
+    return ", ".join(f for f, on in (("fallback", a.fallback), ("inactive", not a.active)) if on)
 
 
 def cmd_actions_add(ctx) -> int:
     from pydantic import ValidationError
 
     try:
-        action = Action(name=ctx.args.name, description=ctx.args.description, code=ctx.args.code)
+        action = Action(name=ctx.args.name, description=ctx.args.description, code=ctx.args.code,
+                        fallback=ctx.args.fallback)
     except ValidationError as e:
         raise BadInput(e.errors()[0]["msg"].removeprefix("Value error, ")) from None
-    added, updated = ctx.store().upsert_actions([action])
-    code = next(a.code for a in ctx.store().actions(active_only=False) if a.name == action.name)
-    print(f"{'added' if added else 'updated' if updated else 'unchanged'}: {action.name} (code {code})")
+    store = ctx.store()
+    previous = store.fallback_action()
+    added, updated = store.upsert_actions([action])
+    code = next(a.code for a in store.actions(active_only=False) if a.name == action.name)
+    print(f"{'added' if added else 'updated' if updated else 'unchanged'}: {action.name} (code {code})"
+          + (", " + _fallback_note(action.name, previous) if action.fallback else ""))
+    return 0
+
+
+def _fallback_note(name: str, previous: str | None) -> str:
+    """`the fallback (was other)`: what marking `name` did to the catalog's fallback."""
+    return "the fallback" + (f" (was {previous})" if previous not in (None, name) else "")
+
+
+def cmd_actions_set(ctx) -> int:
+    store = ctx.store()
+    name, previous = ctx.args.name, store.fallback_action()
+    if name not in store.action_names():
+        raise BadInput(f"no action named {name!r} in the catalog (routelab actions list)")
+    if ctx.args.fallback:
+        store.set_fallback(name)
+        print(f"unchanged: {name} is the fallback" if previous == name else
+              f"updated: {name} is now {_fallback_note(name, previous)}")
+    elif previous != name:
+        print(f"unchanged: {name} is not the fallback" + (f" ({previous} is)" if previous else ""))
+    else:
+        store.set_fallback(None)
+        print(f"updated: {name} is no longer the fallback; the catalog has none")
     return 0
 
 
@@ -90,8 +130,12 @@ def cmd_actions_import(ctx) -> int:
     from routelab.services.parsing import read_actions
 
     actions = read_actions(ctx.args.file)
-    added, updated = ctx.store().upsert_actions(actions)
-    print(f"{len(added)} added, {len(updated)} updated, {len(actions) - len(added) - len(updated)} unchanged")
+    store = ctx.store()
+    previous = store.fallback_action()
+    added, updated = store.upsert_actions(actions)
+    fallback = next((a.name for a in actions if a.fallback), None)
+    print(f"{len(added)} added, {len(updated)} updated, {len(actions) - len(added) - len(updated)} unchanged"
+          + (f"; {fallback} is {_fallback_note(fallback, previous)}" if fallback else ""))
     return 0
 
 

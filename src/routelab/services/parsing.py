@@ -168,22 +168,23 @@ def row_chunks(qf: QuestionFile, size: int = 25_000) -> Iterator[RowChunk]:
 
 
 def _row_chunks(qf: QuestionFile, size: int) -> Iterator[RowChunk]:
-    expected, examples = _parse(qf)
+    expected, examples, fallback = _parse(qf)
     rows: list[ExampleRow] = []
     done, limit = 0, min(size, 5_000)
     for e in examples:
         rows.append(e.row())
         if len(rows) >= limit:
             done += len(rows)
-            yield RowChunk(rows, min(done / expected, 0.99))
+            yield RowChunk(rows, min(done / expected, 0.99), fallback)
             rows, limit = [], size
     if not done and not rows:
         raise FileError(qf.name, None, "no questions found")
-    yield RowChunk(rows, 1.0)
+    yield RowChunk(rows, 1.0, fallback)
 
 
-def _parse(qf: QuestionFile) -> tuple[int, Iterator[NewExample]]:
-    """How many examples to expect (roughly: for progress), and the examples."""
+def _parse(qf: QuestionFile) -> tuple[int, Iterator[NewExample], str | None]:
+    """How many examples to expect (roughly: for progress), the examples, and the label the
+    file calls out of scope (CLINC150's `oos`; None for every other format)."""
     if qf.fmt == "json" and qf.size > MAX_JSON_BYTES:
         raise FileError(qf.name, None, f"over {MAX_JSON_BYTES >> 20} MiB, too big for one JSON document "
                         "(write one question per line: JSONL)")
@@ -191,9 +192,9 @@ def _parse(qf: QuestionFile) -> tuple[int, Iterator[NewExample]]:
     if not text.strip():
         raise FileError(qf.name, None, "empty file")
     if qf.fmt == "csv":
-        return max(1, text.count("\n")), _csv_examples(qf, text)
+        return max(1, text.count("\n")), _csv_examples(qf, text), None
     if qf.fmt == "jsonl":
-        return max(1, text.count("\n")), _jsonl_examples(qf, text)
+        return max(1, text.count("\n")), _jsonl_examples(qf, text), None
     return _json_examples(qf, text)
 
 
@@ -263,18 +264,18 @@ def _jsonl_examples(qf: QuestionFile, text: str) -> Iterator[NewExample]:
         yield _example(qf, where, flat_record(qf.name, where, loads(line, qf.name, where)))
 
 
-def _json_examples(qf: QuestionFile, text: str) -> tuple[int, Iterator[NewExample]]:
+def _json_examples(qf: QuestionFile, text: str) -> tuple[int, Iterator[NewExample], str | None]:
     name = qf.name
     doc = loads(text, name, None)
     if isinstance(doc, dict) and any(k in doc for k in CLINC_SPLITS):
         total = sum(len(v) for k, v in doc.items() if k in CLINC_SPLITS and isinstance(v, list))
-        return max(1, total), (_example(qf, where, r) for where, r in clinc_rows(name, doc))
+        return max(1, total), (_example(qf, where, r) for where, r in clinc_rows(name, doc)), OOS_ACTION
     if isinstance(doc, dict):
         doc = [doc]
     if not isinstance(doc, list):
         raise FileError(name, None, "expected a list of questions")
     items = ((f"item {i}", obj) for i, obj in enumerate(doc, start=1))
-    return max(1, len(doc)), (_example(qf, where, flat_record(name, where, obj)) for where, obj in items)
+    return max(1, len(doc)), (_example(qf, where, flat_record(name, where, obj)) for where, obj in items), None
 
 
 def _example(qf: QuestionFile, where: str, r: dict[str, Any]) -> NewExample:
@@ -308,7 +309,10 @@ def _example(qf: QuestionFile, where: str, r: dict[str, Any]) -> NewExample:
 
 
 def read_actions(path: str | Path) -> list[Action]:
-    """An action catalog: a JSON list of {"name", "description", "code"?} (or of plain names)."""
+    """An action catalog: a JSON list of {"name", "description", "code"?, "fallback"?} (or of plain names).
+
+    `"fallback": true` marks the catalog's fallback (out of scope) action: one at most.
+    """
     path = Path(path)
     doc = loads(read_text(path), str(path), None)
     if not isinstance(doc, list) or not doc:
@@ -324,8 +328,12 @@ def read_actions(path: str | Path) -> list[Action]:
         for field in ("name", "description"):
             if isinstance(item.get(field), str):
                 no_surrogate(str(path), where, field, item[field])
+        if not isinstance(item.get("fallback", False), bool):
+            raise FileError(path, where, 'field "fallback": expected true or false')
+        if item.get("fallback") and any(a.fallback for a in actions):
+            raise FileError(path, where, 'field "fallback": only one action can be the fallback')
         try:
-            action = Action(**{k: item[k] for k in ("name", "description", "code") if k in item})
+            action = Action(**{k: item[k] for k in ("name", "description", "code", "fallback") if k in item})
         except ValidationError as e:
             err = e.errors()[0]
             raise FileError(path, where, f'field "{err["loc"][0]}": {err["msg"].removeprefix("Value error, ")}') from None

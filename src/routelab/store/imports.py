@@ -16,7 +16,7 @@ from itertools import chain
 import sqlite_utils
 
 from routelab.domain import BadInput, ExampleRow, NewExample, RowChunk, now_iso
-from routelab.store.actions import active_names, new_action, upsert_in
+from routelab.store.actions import active_names, fallback_in, new_action, upsert_in
 from routelab.store.connection import StoreBase
 
 BULK_ROWS = 20_000  # an import at least this big (and bigger than the table) rebuilds indexes
@@ -58,7 +58,8 @@ class ImportsTable(StoreBase):
         An example whose content hash is already present is skipped (the first of a file's
         repeats wins), so re-importing the same content adds nothing. Labels must name
         known actions unless create_actions, which adds them (described by
-        `describe(name)`) in the same transaction. A big import drops the examples
+        `describe(name)`) in the same transaction; a created action that a chunk names as
+        its file's `fallback` (CLINC150's `oos`) becomes the catalog's fallback if it has none. A big import drops the examples
         indexes and rebuilds them by sorting at the end: several times faster than
         updating them row by row. `progress(fraction, rows)` follows each chunk; `origin`
         (the file) begins the message of a label error.
@@ -66,10 +67,11 @@ class ImportsTable(StoreBase):
         run = _ImportRun(set(active_names(self.conn)), create_actions, f"{origin}: " if origin else "")
         with self.transaction() as c:
             run.begin(c)
-            for rows, fraction in chunks:
-                run.add_chunk(c, rows, fraction)
+            for chunk in chunks:
+                run.add_chunk(c, chunk.rows, chunk.fraction)
+                run.fallback = run.fallback or chunk.fallback
                 if progress is not None:
-                    progress(fraction, run.result.read)
+                    progress(chunk.fraction, run.result.read)
             run.finish(self.db, describe)
         return run.summary()
 
@@ -87,6 +89,7 @@ class _ImportRun:
         self.in_file: set[str] = set()  # hashes seen in this file so far
         self.in_table: set[str] = set()  # hashes already stored, on the bulk path
         self.bulk: list[tuple[str, str]] | None = None  # the dropped indexes, on the bulk path
+        self.fallback: str | None = None  # the label the file calls out of scope
 
     def begin(self, c: sqlite3.Connection) -> None:
         self.before = self.last = _max_id(c)
@@ -121,6 +124,10 @@ class _ImportRun:
             )
         if self.unknown:
             new = [new_action(n, describe, self.prefix) for n in sorted(self.unknown)]
+            # the file's out-of-scope action becomes the fallback when this import creates it and
+            # the catalog has none (a fallback someone chose is theirs)
+            for a in new:
+                a.fallback = a.name == self.fallback and fallback_in(c) is None
             upsert_in(db, new, self.result.actions_created, [])
         for _, sql in self.bulk or []:
             c.execute(sql)

@@ -235,4 +235,15 @@ MIGRATIONS.append(
     ]
 )
 
+MIGRATIONS.append(
+    # 6: the fallback action (out of scope): the one a router answers when no other fits, and
+    # the one evaluation separates in-scope accuracy from out-of-scope recall by. The partial
+    # unique index keeps it to one per catalog; the store moves the flag (marking one clears
+    # the other) in one transaction.
+    [
+        "ALTER TABLE actions ADD COLUMN fallback INTEGER NOT NULL DEFAULT 0 CHECK (fallback = 0 OR fallback = 1)",
+        "CREATE UNIQUE INDEX actions_fallback ON actions (fallback) WHERE fallback = 1",
+    ]
+)
+
 LATEST = len(MIGRATIONS)
