@@ -17,7 +17,9 @@ def register(sub, common) -> None:
                     "Accuracy on synthetic, user (every other source) and all questions, with a 95% Wilson "
                     "interval; improvement over the base model (--base, default the first model: the zero-shot "
                     "baseline) on the same questions, with a 95% interval; macro-F1, per-action precision and "
-                    "recall, confusions, latency p50/p95, cost per 1,000 routes, invalid answers. Predictions "
+                    "recall, confusions, expected calibration error (ECE), latency p50/p95, cost per 1,000 "
+                    "routes, invalid answers; when the catalog has a fallback action (actions set NAME "
+                    "--fallback), in-scope accuracy and out-of-scope recall and precision. Predictions "
                     "are stored as proposals and reused; results are stored (see --show). Default models: "
                     "local-zero-shot, local, every local trained model, and with OPENAI_API_KEY the OpenAI "
                     "teacher, every fine-tuned model and its base model.",
@@ -82,7 +84,7 @@ def cmd_eval(ctx) -> int:
 
 
 def _print_table(rows, split: str, *, job_id: int | None, details: bool) -> None:
-    from routelab.services.formatting import HEADLINE_COLUMNS, headline_row
+    from routelab.services.formatting import has_scope, headline_columns, headline_row
 
     n = max(r.n for r in rows)
     base = rows[0].details.get("base")
@@ -90,8 +92,14 @@ def _print_table(rows, split: str, *, job_id: int | None, details: bool) -> None
     head = f"eval on the {split} split: {n} questions with a human label · base {base}"
     head += f" · job {job_id}" if job_id else f" · stored {when} UTC"
     print(head)
-    table([[headline_row(r)[k] for k, _ in HEADLINE_COLUMNS] for r in rows], [h for _, h in HEADLINE_COLUMNS])
-    print("accuracy: 95% Wilson interval · vs base: accuracy difference on the same questions, 95% interval")
+    columns = headline_columns(rows)
+    table([[headline_row(r)[k] for k, _ in columns] for r in rows], [h for _, h in columns])
+    print("accuracy: 95% Wilson interval · vs base: accuracy difference on the same questions, 95% interval · "
+          "ECE: expected calibration error of the confidences (10 bins; 0 = calibrated)")
+    if has_scope(rows):
+        fallback = next(r.details["fallback"] for r in rows if r.details.get("out_of_scope"))
+        print(f"out of scope: fallback action {fallback} · in-scope: accuracy on the questions labelled with "
+              f"another action · OOS recall: labelled {fallback}, answered {fallback} · OOS precision: the reverse")
     for r in rows:
         missing = r.details.get("missing", 0)
         if missing:

@@ -25,6 +25,13 @@ Definitions (the README repeats them):
 - **Macro-F1** averages F1 over the actions present in the gold labels; per-action
   precision and recall likewise (a prediction of an unseen action is a false positive
   of nobody but still a miss for the gold action).
+- **Out of scope**, when the catalog has a fallback action (`actions set NAME --fallback`):
+  in-scope accuracy over the questions labelled with any other action (with its Wilson
+  interval), out-of-scope recall (labelled fallback, answered fallback) and precision
+  (answered fallback, labelled fallback). Read from the confusion matrix.
+- **ECE** (expected calibration error) over the answers that carry a confidence: 10
+  equal-width bins of the confidence, sum of |bin|/n x |accuracy - mean confidence|.
+  0 is perfectly calibrated; None when no answer has a confidence.
 - **Latency** p50/p95 over per-question latencies as stored (local routers divide a
   batch's time by its size). **Cost per 1,000 routes** = mean stored cost x 1000.
 """
@@ -45,6 +52,8 @@ from routelab.services.scoring import (  # also part of this module's interface 
     INVALID,
     add_improvement,
     classification_metrics,
+    expected_calibration_error,
+    out_of_scope_metrics,
     paired_difference,
     percentile,
     score,
@@ -114,6 +123,7 @@ class EvalRun:
     evaluations: list[Evaluation] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # model -> one-line reason
     job_id: int | None = None
+    fallback: str | None = None  # the catalog's fallback action when the run began
 
 
 def labelled_examples(store: Store, split: str = "test", limit: int | None = None) -> list[Example]:
@@ -223,10 +233,11 @@ def evaluate(
     examples = check_split(store, split)
     models, base = _models(store, models, base, examples, settings)
     n = len(examples)
-    run = EvalRun(split=split, n=n, models=models, base=base)
+    run = EvalRun(split=split, n=n, models=models, base=base, fallback=store.fallback_action())
     recorder = JobRecorder.create(store, Job(
         kind="eval", provider=_provider_of(store, models), status=JobStatus.RUNNING, model=",".join(models),
-        params={"models": models, "split": split, "base": base, "n": n}, progress_total=n * len(models),
+        params={"models": models, "split": split, "base": base, "n": n, "fallback": run.fallback},
+        progress_total=n * len(models),
     ), flush_every=0.25)
     run.job_id = recorder.job_id
     report = _EvalProgress(recorder, n * len(models), progress)
@@ -271,7 +282,7 @@ def _evaluate_one(store: Store, run: EvalRun, model: str, examples: Sequence[Exa
     if not proposals:
         run.errors[model] = "no predictions (every call failed)"
         return None
-    ev = score(model, examples, proposals, split=run.split, job_id=run.job_id)
+    ev = score(model, examples, proposals, split=run.split, job_id=run.job_id, fallback=run.fallback)
     report(offset + n, f"{model}: scored", force=True)
     return ev
 
@@ -316,8 +327,10 @@ def latest(store: Store, split: str | None = None) -> list[Evaluation]:
 
 
 def to_json(ev: Evaluation) -> dict[str, Any]:
-    """One model's entry for `routelab eval --json` (the per-question hits left out)."""
+    """One model's entry for `routelab eval --json` (the per-question hits left out). The
+    out-of-scope figures are null when the catalog had no fallback action."""
     d = ev.details
+    oos = d.get("out_of_scope") or {}
     return {
         "model": ev.model,
         "split": ev.split,
@@ -331,6 +344,13 @@ def to_json(ev: Evaluation) -> dict[str, Any]:
         "base": d.get("base"),
         "improvement": d.get("improvement"),
         "macro_f1": ev.macro_f1,
+        "fallback": d.get("fallback"),
+        "in_scope_accuracy": (oos.get("in_scope") or {}).get("accuracy"),
+        "in_scope": oos.get("in_scope"),
+        "oos_recall": oos.get("oos_recall"),
+        "oos_precision": oos.get("oos_precision"),
+        "oos_n": oos.get("oos_n"),
+        "ece": d.get("ece"),
         "per_action": d.get("per_action", {}),
         "confusion": d.get("confusion", {}),
         "top_confusions": [{k: c[k] for k in ("gold", "pred", "count")} for c in d.get("confusions", [])[:10]],
@@ -359,7 +379,8 @@ from routelab.services.formatting import (  # noqa: E402, F401
 
 __all__ = [
     "EvalRun", "HEADLINE_COLUMNS", "INVALID", "ZERO_SHOT", "add_improvement", "check_split", "complete_models",
-    "classification_metrics", "default_models", "evaluate", "headline_row", "labelled_examples", "latest",
+    "classification_metrics", "default_models", "evaluate", "expected_calibration_error", "headline_row",
+    "labelled_examples", "latest", "out_of_scope_metrics",
     "paired_difference", "parse_models", "percentile", "predict", "resolve_router", "score", "to_json",
     "wilson_interval",
 ]

@@ -84,15 +84,25 @@ def fmt_confidence(confidence: float | None) -> str:
     return "" if confidence is None else f"{confidence:.2f}"
 
 
+def fmt_share(x: float | None, *, compact: bool = False) -> str:
+    """A proportion without an interval (recall, precision, ECE): `0.39` (`.39` compact), `—` when unknown."""
+    return DASH if x is None else interval_end(x, compact=compact)
+
+
 def headline_row(ev: Evaluation, *, compact: bool = False) -> dict[str, str]:
     """One model's row of the eval table, by column key (see HEADLINE_COLUMNS)."""
     d = ev.details
     slices = d.get("slices", {})
+    oos = d.get("out_of_scope") or {}
     return {
         "model": ev.model,
         "synthetic": fmt_acc(slices.get("synthetic"), compact=compact),
         "user": fmt_acc(slices.get("user"), compact=compact),
         "all": fmt_acc(slices.get("all"), compact=compact),
+        "in_scope": fmt_acc(oos.get("in_scope"), compact=compact),
+        "oos_recall": fmt_share(oos.get("oos_recall"), compact=compact),
+        "oos_precision": fmt_share(oos.get("oos_precision"), compact=compact),
+        "ece": fmt_share(d.get("ece"), compact=compact),
         "n": str(ev.n),
         "improvement": fmt_improvement(d.get("improvement"), d.get("base") == ev.model, compact=compact),
         "macro_f1": f"{ev.macro_f1:.2f}" if ev.macro_f1 is not None else DASH,
@@ -105,11 +115,27 @@ def headline_row(ev: Evaluation, *, compact: bool = False) -> dict[str, str]:
 # (key, header) of the CLI's eval table; the app shows fewer columns with shorter headers
 HEADLINE_COLUMNS = [
     ("model", "model"), ("synthetic", "synthetic"), ("user", "user"), ("all", "all"), ("n", "n"),
-    ("improvement", "vs base"), ("macro_f1", "macro-F1"), ("invalid", "invalid"),
+    ("improvement", "vs base"), ("macro_f1", "macro-F1"), ("ece", "ECE"), ("invalid", "invalid"),
     ("latency", "latency p50/p95"), ("cost", "$/1k routes"),
 ]
+# after "all", when the catalog has a fallback action
+SCOPE_COLUMNS = [("in_scope", "in-scope"), ("oos_recall", "OOS recall"), ("oos_precision", "OOS precision")]
+
+
+def has_scope(evaluations: list[Evaluation]) -> bool:
+    """Were these evaluations made with a fallback action (so they carry out-of-scope figures)?"""
+    return any(ev.details.get("out_of_scope") for ev in evaluations)
+
+
+def headline_columns(evaluations: list[Evaluation]) -> list[tuple[str, str]]:
+    """The CLI's eval table columns for these rows: the out-of-scope ones only where they mean something."""
+    if not has_scope(evaluations):
+        return list(HEADLINE_COLUMNS)
+    at = [k for k, _ in HEADLINE_COLUMNS].index("all") + 1
+    return HEADLINE_COLUMNS[:at] + SCOPE_COLUMNS + HEADLINE_COLUMNS[at:]
 
 __all__ = [
-    "DASH", "HEADLINE_COLUMNS", "fmt_acc", "fmt_confidence", "fmt_cost", "fmt_improvement", "fmt_latency",
-    "fmt_ms", "fmt_route_cost", "format_duration", "headline_row", "interval_end",
+    "DASH", "HEADLINE_COLUMNS", "SCOPE_COLUMNS", "fmt_acc", "fmt_confidence", "fmt_cost", "fmt_improvement",
+    "fmt_latency", "fmt_ms", "fmt_route_cost", "fmt_share", "format_duration", "has_scope", "headline_columns",
+    "headline_row", "interval_end",
 ]

@@ -93,6 +93,46 @@ def classification_metrics(gold: Sequence[str], pred: Sequence[str | None]) -> d
     }
 
 
+def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> float | None:
+    """ECE over `bins` equal-width bins of the top-class confidence: sum over bins of
+    |bin| / n * |accuracy(bin) - mean confidence(bin)|; None when there is nothing to bin.
+
+    Bins are (lo, hi], the first one [0, 0.1]: a confidence of exactly 0.3 is in (0.2, 0.3].
+    """
+    import numpy as np  # lazy: the CLI starts without it
+
+    if len(confidences) != len(correct):
+        raise ValueError("confidences and correct differ in length")
+    if not len(confidences):
+        return None
+    conf = np.clip(np.asarray(confidences, dtype=float), 0.0, 1.0)
+    hit = np.asarray(correct, dtype=float)
+    which = np.digitize(conf, np.linspace(0.0, 1.0, bins + 1)[1:-1], right=True)
+    # |bin|/n * |mean hit - mean conf| = |sum hit - sum conf| / n, bin by bin
+    gap = np.bincount(which, weights=hit, minlength=bins) - np.bincount(which, weights=conf, minlength=bins)
+    return float(np.abs(gap).sum() / conf.size)
+
+
+def out_of_scope_metrics(confusion: dict[str, dict[str, int]], fallback: str) -> dict[str, Any]:
+    """In-scope accuracy (questions whose label is not the fallback), out-of-scope recall (labelled
+    fallback, answered fallback) and precision (answered fallback, labelled fallback), read from a
+    confusion matrix {label: {predicted: count}}; a figure with an empty denominator is None."""
+    in_scope = {g: row for g, row in confusion.items() if g != fallback}
+    oos = confusion.get(fallback, {})
+    hits = oos.get(fallback, 0)
+    oos_n = sum(oos.values())
+    answered = sum(row.get(fallback, 0) for row in confusion.values())
+    return {
+        "fallback": fallback,
+        "in_scope": accuracy_cell(sum(row.get(g, 0) for g, row in in_scope.items()),
+                                  sum(sum(row.values()) for row in in_scope.values())),
+        "oos_n": oos_n,
+        "oos_answered": answered,  # questions answered with the fallback
+        "oos_recall": hits / oos_n if oos_n else None,
+        "oos_precision": hits / answered if answered else None,
+    }
+
+
 def slice_of(source: str) -> str:
     return "synthetic" if source == "synthetic" else "user"
 
@@ -106,8 +146,11 @@ def accuracy_cell(correct: int, n: int) -> dict[str, Any]:
 
 
 def score(model: str, examples: Sequence[Example], proposals: dict[int, Proposal], *,
-          split: str | None = None, job_id: int | None = None) -> Evaluation:
-    """Compare a model's proposals with the human labels of `examples` (pure: no I/O)."""
+          split: str | None = None, job_id: int | None = None, fallback: str | None = None) -> Evaluation:
+    """Compare a model's proposals with the human labels of `examples` (pure: no I/O).
+
+    `fallback`: the catalog's fallback action, if any; then the in-scope and out-of-scope figures too.
+    """
     answered = [e for e in examples if e.id in proposals]
     gold = [e.label or "" for e in answered]
     pred = [proposals[e.id].action if proposals[e.id].valid else None for e in answered]
@@ -157,8 +200,21 @@ def score(model: str, examples: Sequence[Example], proposals: dict[int, Proposal
             "tokens_out": sum(p.tokens_out for p in props),
             "cost_total": sum(p.cost for p in props),
             "hits": {str(e.id): h for e, h in zip(answered, hits)},
+            **_scope_and_calibration(cls["confusion"], props, hits, fallback),
         },
     )
+
+
+def _scope_and_calibration(confusion: dict[str, dict[str, int]], props: Sequence[Proposal], hits: Sequence[bool],
+                           fallback: str | None) -> dict[str, Any]:
+    """The out-of-scope figures (with a fallback action) and the ECE of the answers that carry a confidence."""
+    confident = [(p.confidence, h) for p, h in zip(props, hits) if p.confidence is not None]
+    return {
+        "fallback": fallback,
+        "out_of_scope": out_of_scope_metrics(confusion, fallback) if fallback else None,
+        "ece": expected_calibration_error([c for c, _ in confident], [h for _, h in confident]),
+        "ece_n": len(confident),  # answers that carried a confidence
+    }
 
 
 def add_improvement(evaluations: Sequence[Evaluation], base: str | None) -> None:

@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
 from routelab.domain import Evaluation, RoutelabError
-from routelab.services.formatting import headline_row
+from routelab.services.formatting import has_scope, headline_row
 from routelab.services.workspace import EvaluationOverview, Workspace
 from routelab.tui.components.model_names import cut_middle, short_model
 from routelab.tui.messages import ShowExamples
@@ -37,6 +37,9 @@ MODEL_WIDTH = (16, 44)  # the headline's model column: at least, at most (the re
 # key -> header; compact cells so that five or more models fit 120 columns
 HEADERS = {"model": "model", "synthetic": "synthetic", "user": "user", "all": "all", "improvement": "vs base",
            "latency": "p50/p95 ms", "cost": "$/1k routes"}
+# the panel beside the confusions: calibration (ECE) of every model, and with a fallback action
+# in-scope accuracy and out-of-scope recall/precision
+SCOPE_COLUMNS = (("in_scope", "in-scope"), ("oos_recall", "recall"), ("oos_precision", "prec."))
 
 
 def headline_cells(ev: Evaluation) -> dict[str, str]:
@@ -74,6 +77,10 @@ class EvaluatePane(Vertical):
             per_action.border_title = "Per action"
             yield per_action
             with Vertical(id="eval-right"):
+                scope = DataTable(id="eval-scope", cursor_type="none", show_cursor=False)
+                scope.can_focus = False  # a summary beside the headline: keys stay with the tables
+                scope.display = False
+                yield scope
                 matrix = Static(id="eval-matrix")
                 matrix.border_title = "Confusion · rows: label, columns: predicted"
                 yield matrix
@@ -163,6 +170,7 @@ class EvaluatePane(Vertical):
             t.add_row(*(literal(row[k]) for k in TABLE_COLUMNS), key=ev.model)
         cut = [(row["model"], ev.model) for ev, row in zip(self.rows, cells) if row["model"] != ev.model]
         t.tooltip = Text("\n".join(f"{a} = {b}" for a, b in cut)) if cut else None  # the full ids
+        self._fill_scope(cells)
         if self.rows:
             names = [ev.model for ev in self.rows]
             index = names.index(keep) if keep in names else 0
@@ -170,6 +178,26 @@ class EvaluatePane(Vertical):
             self._select(names[index])
         else:
             self._select(None)
+
+    def _fill_scope(self, cells: list[dict[str, str]]) -> None:
+        """Every model's ECE, and with a fallback action its in-scope accuracy and out-of-scope recall/precision."""
+        scope = self.query_one("#eval-scope", DataTable)
+        scope.clear(columns=True)
+        with_scope = has_scope(self.rows)
+        columns = [*(SCOPE_COLUMNS if with_scope else ()), ("ece", "ECE")]
+        scope.display = with_scope or any(ev.details.get("ece") is not None for ev in self.rows)
+        if not scope.display:
+            return
+        if with_scope:
+            fallback = next(ev.details["fallback"] for ev in self.rows if ev.details.get("out_of_scope"))
+            scope.border_title = literal(f"Out of scope (fallback {cut_middle(fallback, 24)}) · calibration")
+        else:
+            scope.border_title = "Calibration · ECE, 0 = calibrated"
+        others = sum(max(len(h), *(len(c[k]) for c in cells)) + 2 for k, h in columns)
+        width = max(12, (scope.outer_size.width or self.size.width // 2 or 60) - 4 - others)
+        scope.add_columns("model", *(h for _, h in columns))
+        for ev, row in zip(self.rows, cells):
+            scope.add_row(literal(short_model(ev.model, width)), *(literal(row[k]) for k, _ in columns))
 
     @staticmethod
     def _columns(t: DataTable, widths: dict[str, int] | None = None) -> None:
