@@ -144,3 +144,38 @@ def test_an_oos_label_in_another_format_is_just_an_action(store, tmp_path):
     f.write_text("text,label\nwhat is the weather on mars,oos\n")
     import_file(store, f, create_actions=True)
     assert "oos" in store.action_names() and store.fallback_action() is None
+
+
+def test_the_openai_teacher_gets_the_fallback_in_its_prompt(store, fake_openai):
+    from routelab.config import Settings
+    from routelab.domain import NewExample
+    from routelab.providers import registry
+    from routelab.services.labeling import label
+
+    store.upsert_actions([Action(name="oos", description="none of the other actions", fallback=True)])
+    store.add_examples([NewExample(text="what is the weather on mars"), NewExample(text="my payslip is wrong")])
+    teacher = registry.get("openai").router("gpt-4.1", store=None, settings=Settings(), backoff=0.01, timeout=5.0)
+    assert label(store, teacher).labelled == 2
+    for body in fake_openai.chat_requests():
+        system = body["messages"][0]["content"]
+        assert "- oos: none of the other actions" in system  # in the catalog like any action
+        assert system.count("- ") == 5
+        assert system.endswith("If no other action fits the message, answer oos.")
+        assert "oos" in body["response_format"]["json_schema"]["schema"]["properties"]["action"]["enum"]
+    # without a fallback the prompt is the one it always was
+    store.set_fallback(None)
+    store.add_examples([NewExample(text="book me friday off")])
+    before = len(fake_openai.chat_requests())
+    assert label(store, teacher).labelled == 1
+    assert "If no other action fits" not in fake_openai.chat_requests()[before]["messages"][0]["content"]
+
+
+def test_the_exported_router_prompt_names_the_fallback():
+    from routelab.providers.prompts import router_system_prompt
+
+    catalog = [Action(name="get_policy", description="policy", code=1), Action(name="oos", code=2)]
+    plain = router_system_prompt(catalog)
+    assert "- oos" in plain and "If no other action fits" not in plain
+    catalog[1].fallback = True
+    flagged = router_system_prompt(catalog)
+    assert flagged.replace("\n\nIf no other action fits the user's last message, answer oos.", "") == plain

@@ -24,7 +24,10 @@ ROUTER_PROMPT_VERSION = "router-v1"
 
 
 def router_system_prompt(actions: Sequence[Action]) -> str:
-    """System message: the task, the catalog (name and description, in code order), the answer format."""
+    """System message: the task, the catalog (name and description, in code order), the answer format.
+
+    With a fallback action (out of scope), one sentence more says when to answer it; a catalog
+    without one gets exactly the prompt it always got (the same hash, so the same export)."""
     ordered = sorted(actions, key=lambda a: (a.code if a.code is not None else 10**9, a.name))
     lines = [
         "You are an intent router. Read the conversation and choose the one action that should "
@@ -35,6 +38,9 @@ def router_system_prompt(actions: Sequence[Action]) -> str:
     for a in ordered:
         desc = " ".join(a.description.split())
         lines.append(f"- {a.name}: {desc}" if desc else f"- {a.name}")
+    fallback = next((a.name for a in ordered if a.fallback), None)
+    if fallback:
+        lines += ["", f"If no other action fits the user's last message, answer {fallback}."]
     lines += ["", 'Answer with JSON only: {"action": "<one action name from the list>"}']
     return "\n".join(lines)
 

@@ -48,9 +48,17 @@ QUESTIONS_SCHEMA = {
 
 
 def catalog_text(actions: Sequence[Action], rng: random.Random) -> str:
+    """The shuffled catalog, one `- name: description` line each (the fallback action like any other)."""
     shuffled = list(actions)
     rng.shuffle(shuffled)
     return "\n".join(f"- {a.name}: {' '.join(a.description.split()) or a.name.replace('_', ' ')}" for a in shuffled)
+
+
+def fallback_sentence(actions: Sequence[Action]) -> str:
+    """For a catalog with a fallback action, a paragraph after the catalog: "If no other action fits
+    the message, answer NAME."; for one without, nothing (the prompt it always got)."""
+    fallback = next((a.name for a in actions if a.fallback), None)
+    return f"\n\nIf no other action fits the message, answer {fallback}." if fallback else ""
 
 
 def route_messages(example: Example, actions: Sequence[Action], rng: random.Random,
@@ -58,7 +66,7 @@ def route_messages(example: Example, actions: Sequence[Action], rng: random.Rand
     """System prompt (the shuffled catalog, or the fixed prompt a fine-tune was trained on), then the
     conversation, then the question."""
     system = system_prompt if system_prompt is not None else (
-        f"{ROUTER_INSTRUCTIONS}\n\nActions:\n{catalog_text(actions, rng)}")
+        f"{ROUTER_INSTRUCTIONS}\n\nActions:\n{catalog_text(actions, rng)}{fallback_sentence(actions)}")
     messages = [{"role": "system", "content": system}]
     for m in example.conversation or []:
         if m.role in ("user", "assistant"):
