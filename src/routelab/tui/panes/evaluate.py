@@ -55,7 +55,7 @@ class EvaluatePane(Vertical):
         self.split = "test"
         self.rows: list[Evaluation] = []
         self.selected: str | None = None
-        self.confusion_ids: list[tuple[str, list[int]]] = []
+        self.confusion_ids: list[tuple[str, list[int], str | None]] = []  # title, ids, the evaluated split
         self.running = False
         self.auto_run = auto_run  # evaluate once by itself when nothing is stored and every model is local
         self._auto_pending = False
@@ -229,7 +229,7 @@ class EvaluatePane(Vertical):
                         literal(action))
         for i, c in enumerate(ev.details.get("confusions", [])):
             conf.add_row(str(c["count"]), literal(cut_middle(c["gold"], 24)), literal(cut_middle(c["pred"], 24)), key=str(i))
-            self.confusion_ids.append((f"{ev.model}: {c['gold']} → {c['pred']}", list(c["ids"])))
+            self.confusion_ids.append((f"{ev.model}: {c['gold']} → {c['pred']}", list(c["ids"]), ev.split))
         labels = ev.details.get("labels", [])
         small = 0 < len(labels) <= MATRIX_MAX_ACTIONS
         matrix.display = small
@@ -285,8 +285,8 @@ class EvaluatePane(Vertical):
 
     def _open(self, index: int) -> None:
         if 0 <= index < len(self.confusion_ids):
-            title, ids = self.confusion_ids[index]
-            self.post_message(ShowExamples(ids, title))
+            title, ids, split = self.confusion_ids[index]
+            self.post_message(ShowExamples(ids, title, split))  # the split named: the test split shows
             say(self, f"{title}: {len(ids)} examples", title="Opening in Review")
 
     # ------------------------------------------------------------------ running
