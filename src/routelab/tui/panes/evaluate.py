@@ -55,6 +55,7 @@ class EvaluatePane(Vertical):
         self.split = "test"
         self.rows: list[Evaluation] = []
         self.selected: str | None = None
+        self.changed_test_labels = 0
         self.confusion_ids: list[tuple[str, list[int], str | None]] = []  # title, ids, the evaluated split
         self.running = False
         self.auto_run = auto_run  # evaluate once by itself when nothing is stored and every model is local
@@ -124,6 +125,7 @@ class EvaluatePane(Vertical):
     def _show(self, overview: EvaluationOverview, first: bool = False) -> None:
         self._loaded = True
         self.rows, self.split = overview.rows, overview.split
+        self.changed_test_labels = overview.changed_test_labels
         first, self._first_next = first or self._first_next, False
         self._fill(None if first else self.selected)
         if self.rows:
@@ -192,6 +194,9 @@ class EvaluatePane(Vertical):
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{self.split} split", style="bold")
         text.append(f" · {counts} · base {short_model(str(first.details.get('base')), 30)}")
+        if self.changed_test_labels:  # before the rest: the line is cut at the pane's width
+            text.append(f" · {self.changed_test_labels} test labels changed after a model proposed for them",
+                        style="yellow")
         text.append(f" · {first.created_at[:16].replace('T', ' ')} UTC")
         text.append(" · [95% Wilson CI] · r re-run", style="dim")
         if extra:
