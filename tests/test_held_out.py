@@ -142,7 +142,7 @@ async def test_a_confusion_of_a_test_evaluation_opens_its_test_questions(store, 
 def test_filter_menu_names_the_test_split_and_says_it_is_held_out():
     items = {i.value: i.label for i in filter_menu(UNREVIEWED, sources=[], models=[], actions=[])}
     assert "held out" in items["split:test"] and "held out" not in items["split:train"]
-    assert "outside the test split" in items["all"]
+    assert "all questions but test" in items["all"]
     assert apply_choice(UNREVIEWED, "all").hide_test and apply_choice(UNREVIEWED, "clear") == UNREVIEWED
     assert describe(apply_choice(UNREVIEWED, "split:test")) == "unreviewed · split test (held out)"
 

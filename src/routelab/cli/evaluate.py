@@ -100,6 +100,11 @@ def _print_table(rows, split: str, *, job_id: int | None, details: bool) -> None
     table([[headline_row(r)[k] for k, _ in HEADLINE_COLUMNS] for r in rows], [h for _, h in HEADLINE_COLUMNS])
     print("accuracy: 95% Wilson interval · vs base: accuracy difference on the same questions, 95% interval")
     for r in rows:
+        verdict = r.details.get("in_sample") or {}
+        if verdict.get("in_sample") is not False and verdict:
+            what = "in-sample" if verdict["in_sample"] else "maybe in-sample"
+            print(f"{r.model}: {what}, not a held-out figure: {verdict['reason']}")
+    for r in rows:
         missing = r.details.get("missing", 0)
         if missing:
             print(f"{r.model}: {missing} questions without a prediction (failed calls) are left out")

@@ -20,7 +20,7 @@ LOW_CONFIDENCE = 0.6
 UNREVIEWED = ExampleFilter(status=Status.UNREVIEWED).guarded()
 EVERYTHING = ExampleFilter().guarded()  # every question outside the test split
 ON = "● "
-HELD_OUT = " (held out: labels changed here after a model's proposal are counted by eval)"
+HELD_OUT = " (held out: eval counts the labels changed here)"
 
 
 def filter_menu(f: ExampleFilter, *, sources: Sequence[str], models: Sequence[str],
@@ -33,8 +33,7 @@ def filter_menu(f: ExampleFilter, *, sources: Sequence[str], models: Sequence[st
     everything = replace(f, query=None) == EVERYTHING
     items = [PickItem(f"status:{s}", f"{mark(f.status == s)}{s}", "status") for s in Status]
     items += [
-        PickItem("all", f"{mark(everything)}all questions outside the test split, no other filter (the search stays)",
-                 "status"),
+        PickItem("all", f"{mark(everything)}all questions but test, no other filter (the search stays)", "status"),
         PickItem("disagreement", f"{mark(f.disagreement)}disagreement between models", "proposals"),
         PickItem("conflict", f"{mark(f.conflict)}label ≠ proposal (a model disagrees with the label)", "proposals"),
         PickItem("low", f"{mark(f.max_confidence is not None)}low confidence (< {LOW_CONFIDENCE:g})", "proposals"),

@@ -158,12 +158,13 @@ class EvaluatePane(Vertical):
         cells = [headline_cells(ev) for ev in self.rows]
         self._model_width = width = self._fit_model_width(cells)
         for ev, row in zip(self.rows, cells):
-            row["model"] = short_model(ev.model, width)
+            mark = row["model"][len(ev.model):]  # " (in-sample)": kept whole, the id is shortened instead
+            row["model"] = short_model(ev.model, max(8, width - len(mark))) + mark
         t.clear(columns=True)  # an auto-width column never narrows: set the widths anew
         self._columns(t, self._widths(cells) if cells else None)
         for ev, row in zip(self.rows, cells):
             t.add_row(*(literal(row[k]) for k in TABLE_COLUMNS), key=ev.model)
-        cut = [(row["model"], ev.model) for ev, row in zip(self.rows, cells) if row["model"] != ev.model]
+        cut = [(row["model"], ev.model) for ev, row in zip(self.rows, cells) if not row["model"].startswith(ev.model)]
         t.tooltip = Text("\n".join(f"{a} = {b}" for a, b in cut)) if cut else None  # the full ids
         if self.rows:
             names = [ev.model for ev in self.rows]
