@@ -89,3 +89,25 @@ async def test_the_evaluate_pane_marks_an_in_sample_row(demo_store):
         await _settle(app, pilot)
         table = app.query_one("#eval-table", DataTable)
         assert [_cells(table, i)[0] for i in range(table.row_count)] == [ev.ZERO_SHOT, "local (in-sample)"]
+
+
+def test_predictions_of_an_earlier_fit_of_the_teacher_are_not_called_held_out(store, run_cli):
+    from routelab.domain import DecisionKind, NewExample
+
+    names = store.action_names()
+    store.add_examples([NewExample(text=f"question {i} about {a.replace('_', ' ')}", split="train", label=a)
+                        for a in names for i in range(6)])
+    store.add_examples([NewExample(text=f"held question {i} on {a.replace('_', ' ')}", split="validation", label=a)
+                        for i, a in enumerate(names)])
+    assert run_cli("--db", store.path, "label", "--provider", "local").code == 0  # fit A, then its predictions
+    validation = _split_ids(store, "validation")
+    fit_a = {e.id for e in LocalTeacher.from_store(store).training}
+    for i in validation:  # skipped: they keep their labels (evaluated), but the teacher no longer learns them
+        store.decide(i, DecisionKind.SKIP)
+    assert not validation & {e.id for e in LocalTeacher.from_store(store).training}
+    r = run_cli("--db", store.path, "eval", "--split", "validation", "--models", "local", "--json")
+    verdict = _by_model(r.out)["local"]
+    if validation & fit_a:  # the stored predictions came from a fit that learnt these very questions
+        assert verdict["in_sample"] is None and "earlier fit" in verdict["in_sample_reason"]
+    else:
+        assert verdict["in_sample"] is False

@@ -6,7 +6,10 @@ An evaluation's figure is in-sample for a model whose training set included eval
 - `local`, the embedded teacher, learns from the workspace's reviewed labels; the set it learns
   from now (`LocalTeacher.from_store(...).training`: today every non-test label, validation
   included; train-split labels only once the teacher is made to keep validation out) is compared
-  with the evaluated questions;
+  with the evaluated questions. Eval reuses stored predictions, and the teacher refits as labels
+  change: predictions made by an earlier fit (older than the cached fit, or any when the labels
+  no longer match it) were trained on a set that is not on record, so they make the figure
+  unknown rather than held out;
 - a trained model (a local fine-tune, an OpenAI or endpoint fine-tune) was trained on one
   export's train.jsonl: its job keeps the export's digest, and the export record
   (`Store.export_record`) lists that file's questions;
@@ -45,17 +48,35 @@ def _verdict(value: bool | None, n: int, reason: str) -> dict[str, Any]:
 
 
 def _local_teacher(store: Store, ids: set[int]) -> dict[str, Any]:
-    from routelab.providers.local import LocalTeacher
+    from routelab.providers.local import LOCAL_TEACHER, LocalTeacher
 
     teacher = LocalTeacher.from_store(store)
-    if not getattr(teacher, "trained", False):
-        return _verdict(False, 0, "zero-shot: too few reviewed labels to train on yet")
-    training = {e.id for e in getattr(teacher, "training", ())}
+    training = {e.id for e in getattr(teacher, "training", ())} if getattr(teacher, "trained", False) else set()
     overlap = len(ids & training)
     if overlap:
         return _verdict(True, overlap, f"the local teacher learns from {len(training):,} labels, "
                                        f"{overlap:,} of the {len(ids):,} evaluated questions among them")
+    stale = _earlier_fit(store, teacher, LOCAL_TEACHER, ids)
+    if stale:
+        return _verdict(None, 0, f"{stale:,} of its stored predictions for these questions come from an earlier fit "
+                                 "of the teacher, on other labels (which ones is not on record): they may be "
+                                 "in-sample")
+    if not training:
+        return _verdict(False, 0, "zero-shot: too few reviewed labels to train on yet")
     return _verdict(False, 0, f"the local teacher learns from {len(training):,} labels, none of these")
+
+
+def _earlier_fit(store: Store, teacher, model: str, ids: set[int]) -> int:
+    """How many of the teacher's stored predictions for `ids` were made by a fit other than the one
+    its labels make now: eval reuses stored predictions, and each fit is cached over the last."""
+    proposals = store.proposals_for(model, sorted(ids))
+    cached = store.trained_model(model, with_artifact=False)
+    if cached is None or cached.kind != "teacher":
+        return 0  # never trained: every prediction was zero-shot
+    current = getattr(teacher, "trained", False) and cached.params.get("fingerprint") == teacher.fingerprint()
+    if not current:
+        return len(proposals)
+    return sum(p.created_at < cached.created_at for p in proposals.values())
 
 
 def _trained(store: Store, trained, ids: set[int]) -> dict[str, Any]:
