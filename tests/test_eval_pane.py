@@ -92,6 +92,7 @@ async def test_pane_shows_stored_table_and_opens_a_confusion(demo_store):
         assert len(app.shown) == 1
         assert app.shown[0].ids == top["ids"]
         assert top["gold"] in app.shown[0].title and "local" in app.shown[0].title
+        assert app.shown[0].split == "test"  # named: review shows test questions only when asked by name
 
 
 async def test_pane_runs_an_evaluation_in_a_worker(demo_store):

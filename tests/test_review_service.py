@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 from routelab.domain import DecisionKind, NewExample, Proposal, Status
@@ -43,16 +44,20 @@ def test_bulk_accept_each_its_own_decision(store):
 
 
 def test_bulk_accept_respects_the_filter(store):
-    ids = seed(store)
-    assert count_bulk(store, ExampleFilter(source="synthetic"), "gpt-4.1") == 2
+    ids = seed(store, held_out=True)
+    # the test split (ids 2 and 6) is held out unless named
+    assert count_bulk(store, ExampleFilter(source="synthetic"), "gpt-4.1") == 1
     assert count_bulk(store, ExampleFilter(query="payslip"), "gpt-4.1", 0.9) == 1
-    assert count_bulk(store, ExampleFilter(), "local", 0.65) == 2
+    assert count_bulk(store, ExampleFilter(), "local", 0.65) == 1
+    assert count_bulk(store, ExampleFilter(split="test"), "local", 0.65) == 1
+    r = bulk_accept(store, ExampleFilter(), "gpt-4.1")
+    assert sorted(e for _, e in r.decisions) == [ids[0], ids[1], ids[3], ids[4], ids[5]]
     r = bulk_accept(store, ExampleFilter(split="test"), "gpt-4.1")
     assert sorted(e for _, e in r.decisions) == [ids[2], ids[6]]
 
 
 def test_cli_accept(store, db_path, run_cli):
-    ids = seed(store)
+    ids = seed(store, held_out=True)
     r = run_cli("accept", "--db", db_path, "--model", "gpt-4.1", "--min-confidence", "0.9", "--dry-run")
     assert r.code == 0 and "would accept 4" in r.out
     assert operator_decisions(store) == []
@@ -61,7 +66,13 @@ def test_cli_accept(store, db_path, run_cli):
     assert "accepted 3 proposals from gpt-4.1" in r.out
     assert [d[0] for d in operator_decisions(store)] == [ids[0], ids[1], ids[3]]
     r = run_cli("accept", "--db", db_path, "--model", "gpt-4.1", "--json")
-    assert r.code == 0 and '"accepted": 4' in r.out  # the rest, at any confidence (the invalid one excepted)
+    # the rest, at any confidence (the invalid one excepted), but not the two test questions
+    assert r.code == 0 and json.loads(r.out) | {"model": None} == {
+        "accepted": 2, "model": None, "min_confidence": None, "test_left_out": 2}
+    assert ids[2] not in [d[0] for d in operator_decisions(store)]
+    r = run_cli("accept", "--db", db_path, "--model", "gpt-4.1", "--split", "test")
+    assert r.code == 0 and "accepted 2 proposals" in r.out and "left out" not in r.out
+    assert [d[0] for d in operator_decisions(store)][-2:] == [ids[2], ids[6]]
 
 
 def test_cli_accept_bad_input(store, db_path, run_cli, tmp_path):

@@ -57,20 +57,22 @@ def test_bulk_accept_is_one_step(store, db_path):
 
 
 def test_outside_changes_and_the_opening_filter(store, db_path):
-    ids = seed(store)
+    ids = seed(store, held_out=True)
     session = ReviewSession.open(db_path, load_settings())
     try:
-        assert session.opening_filter() == (UNREVIEWED, None)
+        assert session.opening_filter() == (UNREVIEWED.guarded(), None)
         assert not session.changed_outside()
         with Store.open(db_path) as other:  # another process labels everything
             for i in ids:
                 other.decide(i, DecisionKind.OVERRIDE, "escalate")
         assert session.changed_outside() and not session.changed_outside()
-        overview = session.fresh_overview(ExampleFilter(), ids[3])
-        assert overview.count == 8 and overview.position == 3 and overview.counts == {"reviewed": 8}
+        overview = session.fresh_overview(ExampleFilter(), ids[3])  # the two test questions held out
+        assert overview.count == 6 and overview.position == 2 and overview.counts == {"reviewed": 8}
+        overview = session.fresh_overview(ExampleFilter(split="test"), ids[6])  # unless named
+        assert overview.count == 2 and overview.position == 1
         # nothing unreviewed: the labels the teacher disagrees with
         flt, why = session.opening_filter()
-        assert flt == ExampleFilter(conflict=True, model="gpt-4.1") and "teacher" in why
+        assert flt == ExampleFilter(conflict=True, model="gpt-4.1").guarded() and "teacher" in why
         session.look_again()
         assert session.changed_outside()
     finally:

@@ -26,10 +26,12 @@ QUESTIONS = [
 ]
 
 
-def seed(store: Store) -> list[int]:
-    """Eight questions with proposals from two models (one invalid, some disagreeing)."""
+def seed(store: Store, *, held_out: bool = False) -> list[int]:
+    """Eight questions with proposals from two models (one invalid, some disagreeing). `held_out`:
+    ids 2 and 6 are in the test split (which review leaves out unless named), else in validation."""
     store.set_setting("teacher", "gpt-4.1")
-    store.add_examples([NewExample(text=t, source=s, split=sp) for t, s, sp in QUESTIONS])
+    store.add_examples([NewExample(text=t, source=s, split=sp if held_out or sp != "test" else "validation")
+                        for t, s, sp in QUESTIONS])
     ids = [e.id for e in store.page(limit=100)]
     teacher = ["get_payslip", "book_holiday", "get_policy", "escalate", "get_payslip", "get_policy", "book_holiday", None]
     conf = [0.95, 0.91, 0.55, 0.97, 0.85, 0.92, 0.4, None]
@@ -138,15 +140,15 @@ async def test_filters_and_search(store, db_path):
         pane = await started(app, pilot)
         assert pane.window.count == 6
         await pilot.press("v", *"skip", "enter")
-        assert pane.flt == ExampleFilter(status=Status.SKIPPED)
+        assert pane.flt == ExampleFilter(status=Status.SKIPPED).guarded()
         assert pane.window.count == 1 and pane.shown.id == ids[1]
         await pilot.press("enter")  # accept it: it leaves the skipped filter
         assert pane.window.count == 0 and pane.shown is None
         await pilot.press("v", *"all", "enter", "v", *"disa", "enter")
-        assert pane.flt == ExampleFilter(disagreement=True)
+        assert pane.flt == ExampleFilter(disagreement=True).guarded()
         assert {pane.window.get(i).id for i in range(pane.window.count)} == {ids[2], ids[6]}
         await pilot.press("v", *"clea", "enter")
-        assert pane.flt == ExampleFilter(status=Status.UNREVIEWED)
+        assert pane.flt == ExampleFilter(status=Status.UNREVIEWED).guarded()
         await pilot.press("v", *"synt", "enter")
         assert pane.window.count == 2
         await pilot.press("v", *"clea", "enter", "slash", *"pays", "enter")
@@ -297,7 +299,7 @@ async def test_show_examples_from_another_pane(store, db_path):
         pane = await started(app, pilot)
         app.post_message(ShowExamples([ids[4], ids[6]], "gpt-4.1: get_payslip → book_holiday"))
         await pilot.pause()
-        assert pane.flt == ExampleFilter(ids=(ids[4], ids[6]))
+        assert pane.flt == ExampleFilter(ids=(ids[4], ids[6])).guarded()
         assert pane.window.count == 2 and pane.shown.id == ids[4]  # reviewed ones too
         assert "get_payslip → book_holiday" in pane._filter_text()
         await pilot.press("3")  # relabel: stays in the set, the next one is shown
@@ -375,7 +377,7 @@ async def test_labelled_dataset_opens_on_the_teachers_disagreements(store, db_pa
     app = RoutelabApp(db_path)
     async with app.run_test(size=SIZE) as pilot:
         pane = await started(app, pilot)
-        assert pane.flt == ExampleFilter(conflict=True, model="gpt-4.1")
+        assert pane.flt == ExampleFilter(conflict=True, model="gpt-4.1").guarded()
         assert [pane.window.get(i).id for i in range(pane.window.count)] == [ids[1], ids[3]]
         assert pane.shown.id == ids[1]
         assert "nothing unreviewed: showing labels the teacher disagrees with" in notes(app)
@@ -392,11 +394,11 @@ async def test_labelled_dataset_opens_on_the_teachers_disagreements(store, db_pa
         await pilot.press("k", "3")  # override with get_payslip: still ≠ the teacher's get_policy
         assert store.example(ids[1]).label == "get_payslip"
         await pilot.press("v", *"label", "enter")  # the picker entry toggles it off
-        assert pane.flt == ExampleFilter(model="gpt-4.1")
+        assert pane.flt == ExampleFilter(model="gpt-4.1").guarded()
         await pilot.press("v", *"label", "enter")
         assert pane.flt.conflict
         await pilot.press("v", *"all", "enter", "v", *"label", "enter")  # any model's disagreement
-        assert pane.flt == ExampleFilter(conflict=True)
+        assert pane.flt == ExampleFilter(conflict=True).guarded()
         assert [pane.window.get(i).id for i in range(pane.window.count)] == [ids[1], ids[2], ids[3]]
     assert operator_decisions(store) == [
         (ids[1], "accept", "get_policy", "gpt-4.1"),
@@ -412,7 +414,7 @@ async def test_labelled_dataset_without_teacher_disagreement_opens_on_any_or_all
     app = RoutelabApp(db_path)
     async with app.run_test(size=SIZE) as pilot:
         pane = await started(app, pilot)
-        assert pane.flt == ExampleFilter(conflict=True)  # the teacher has not spoken: another model has
+        assert pane.flt == ExampleFilter(conflict=True).guarded()  # the teacher has not spoken: another model has
         assert pane.window.count == 1 and pane.shown.id == ids[4]
         assert "nothing unreviewed: showing labels a model's proposal disagrees with" in notes(app)
 
@@ -425,9 +427,9 @@ async def test_labelled_dataset_without_proposals_opens_on_all(db_path):
     app = RoutelabApp(db_path)
     async with app.run_test(size=SIZE) as pilot:
         pane = await started(app, pilot)
-        assert pane.flt == ExampleFilter()
+        assert pane.flt == ExampleFilter().guarded()
         assert pane.window.count == len(LABELLED) and pane.shown.id == ids[0]
-        assert "nothing unreviewed: showing every question" in notes(app)
+        assert "nothing unreviewed: showing every question outside the test split" in notes(app)
         await pilot.press("enter")  # no proposal to accept: nothing happens
         await pilot.press("2")  # an override of an imported label appends; the label changes
         assert pane.shown.id == ids[1]
@@ -442,7 +444,7 @@ async def test_unreviewed_work_left_opens_on_unreviewed(store, db_path):
     app = RoutelabApp(db_path)
     async with app.run_test(size=SIZE) as pilot:
         pane = await started(app, pilot)
-        assert pane.flt == ExampleFilter(status=Status.UNREVIEWED)
+        assert pane.flt == ExampleFilter(status=Status.UNREVIEWED).guarded()
         assert pane.window.count == 1 and pane.shown.id > ids[-1]
         assert not any("nothing unreviewed" in n for n in notes(app))
 
@@ -452,7 +454,7 @@ async def test_empty_workspace_says_how_to_get_questions(db_path):
     app = RoutelabApp(db_path)
     async with app.run_test(size=SIZE) as pilot:
         pane = await started(app, pilot)
-        assert pane.flt == ExampleFilter(status=Status.UNREVIEWED)
+        assert pane.flt == ExampleFilter(status=Status.UNREVIEWED).guarded()
         hint = "no questions yet: routelab import FILE (or routelab demo)"
         assert pane.dataset.empty_hint == hint
         shown = " ".join(pane.dataset.render_line(y).text.strip() for y in range(3))  # wrapped to the list
@@ -473,17 +475,17 @@ async def test_all_clears_the_other_filters_but_not_the_search(store, db_path):
         pane = await started(app, pilot)
         await pilot.press("v", *"disa", "enter", "v", *"low", "enter", "v", *"synt", "enter")
         assert pane.flt == ExampleFilter(status=Status.UNREVIEWED, disagreement=True, max_confidence=0.6,
-                                         source="synthetic")
+                                         source="synthetic").guarded()
         assert pane._filter_text() == "unreviewed · disagreement · confidence < 0.6 · source synthetic"
         await pilot.press("v", *"reviewed", "enter")  # a status only changes the status
         assert pane.flt.status == Status.REVIEWED and pane.flt.disagreement
         await pilot.press("slash", *"policy", "enter")
         await pilot.press("v", *"all", "enter")  # every question: the rest goes, the search stays
-        assert pane.flt == ExampleFilter(query="policy")
+        assert pane.flt == ExampleFilter(query="policy").guarded()
         assert pane._filter_text() == "all · /policy"
         assert pane.shown.id == ids[2]
         await pilot.press("v", *"clea", "enter")  # clear: back to the start
-        assert pane.flt == ExampleFilter(status=Status.UNREVIEWED)
+        assert pane.flt == ExampleFilter(status=Status.UNREVIEWED).guarded()
         await pilot.press("question_mark")
         listed = " ".join(f"{k} {w}" for _, keys in app.screen.sections for k, w in keys)
         assert "clears every other filter" in listed and "label ≠ proposal" in listed

@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple
@@ -218,6 +218,12 @@ class ExampleFilter:
     model: str | None = None  # restricts disagreement/confidence/action to one model's proposals
     ids: tuple[int, ...] | None = None  # an explicit set (e.g. one cell of a confusion matrix)
     conflict: bool = False  # has a human label and a valid proposal that disagrees with it
+    hide_test: bool = False  # leave the test split out unless `split` names it (see `guarded`)
+
+    def guarded(self) -> ExampleFilter:
+        """The filter as review and bulk accept use it: test-split questions only when `split` names
+        the test split. Held-out labels reviewed toward a model's answer would inflate its test score."""
+        return self if self.hide_test or self.split is not None else replace(self, hide_test=True)
 
 
 class Example(BaseModel):

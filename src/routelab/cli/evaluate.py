@@ -48,6 +48,7 @@ def register(sub, common) -> None:
 
 
 def cmd_eval(ctx) -> int:
+    from routelab.services import eval_caveats
     from routelab.services import evaluation as ev
 
     a = ctx.args
@@ -59,11 +60,14 @@ def cmd_eval(ctx) -> int:
             rows = [r for r in rows if r.model in wanted]
         if not rows:
             raise BadInput(f"no stored evaluation on the {a.split} split yet: run `routelab eval --split {a.split}`")
+        changes = eval_caveats.changed_test_labels(store)
         if a.json:
             emit_json({"split": a.split, "n": max(r.n for r in rows), "base": rows[0].details.get("base"),
-                       "job_id": None, "models": [ev.to_json(r) for r in rows], "errors": {}})
+                       "job_id": None, "models": [ev.to_json(r) for r in rows], "errors": {},
+                       **eval_caveats.changed_test_labels_json(changes)})
         else:
             _print_table(rows, a.split, job_id=None, details=a.details)
+            print(eval_caveats.changed_test_labels_line(changes))
         return 0
 
     models = ev.parse_models(a.models)
@@ -73,11 +77,14 @@ def cmd_eval(ctx) -> int:
                           confirm=confirmer(a.yes, "evaluating", ctx.settings().spend_limit))
     finally:
         progress.close()
+    changes = eval_caveats.changed_test_labels(store)
     if a.json:
         emit_json({"split": run.split, "n": run.n, "base": run.base, "job_id": run.job_id,
-                   "models": [ev.to_json(r) for r in run.evaluations], "errors": run.errors})
+                   "models": [ev.to_json(r) for r in run.evaluations], "errors": run.errors,
+                   **eval_caveats.changed_test_labels_json(changes)})
     elif run.evaluations:
         _print_table(run.evaluations, run.split, job_id=run.job_id, details=a.details)
+        print(eval_caveats.changed_test_labels_line(changes))
     for model, reason in run.errors.items():
         sys.stderr.write(f"routelab: error: {model}: {' '.join(reason.split())}\n")
     return 1 if run.errors else 0
@@ -100,6 +107,11 @@ def _print_table(rows, split: str, *, job_id: int | None, details: bool) -> None
         fallback = next(r.details["fallback"] for r in rows if r.details.get("out_of_scope"))
         print(f"out of scope: fallback action {fallback} · in-scope: accuracy on the questions labelled with "
               f"another action · OOS recall: labelled {fallback}, answered {fallback} · OOS precision: the reverse")
+    for r in rows:
+        verdict = r.details.get("in_sample") or {}
+        if verdict.get("in_sample") is not False and verdict:
+            what = "in-sample" if verdict["in_sample"] else "maybe in-sample"
+            print(f"{r.model}: {what}, not a held-out figure: {verdict['reason']}")
     for r in rows:
         missing = r.details.get("missing", 0)
         if missing:

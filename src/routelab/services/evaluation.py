@@ -46,6 +46,7 @@ from typing import Any
 from routelab.domain import BadInput, Evaluation, Example, Job, JobStatus, Proposal, RoutelabError
 from routelab.providers import registry
 from routelab.providers.local import ZERO_SHOT
+from routelab.services.in_sample import in_sample
 from routelab.services.jobrun import JobRecorder
 from routelab.services.progress import Progress, ProgressCallback
 from routelab.services.scoring import (  # also part of this module's interface (__all__)
@@ -283,6 +284,7 @@ def _evaluate_one(store: Store, run: EvalRun, model: str, examples: Sequence[Exa
         run.errors[model] = "no predictions (every call failed)"
         return None
     ev = score(model, examples, proposals, split=run.split, job_id=run.job_id, fallback=run.fallback)
+    ev.details["in_sample"] = in_sample(store, model, [e.id for e in examples])  # trained on what it is scored on?
     report(offset + n, f"{model}: scored", force=True)
     return ev
 
@@ -359,6 +361,8 @@ def to_json(ev: Evaluation) -> dict[str, Any]:
         "latency_p50_ms": ev.latency_p50_ms,
         "latency_p95_ms": ev.latency_p95_ms,
         "cost_per_1k": ev.cost_per_1k,
+        "in_sample": (d.get("in_sample") or {}).get("in_sample", False),  # trained on these questions (None: unknown)
+        "in_sample_reason": (d.get("in_sample") or {}).get("reason"),
         "evaluation_id": ev.id,
         "job_id": ev.job_id,
         "created_at": ev.created_at,

@@ -8,9 +8,14 @@ Rules (see the issue and the OpenAI cookbook's data-preparation notebook):
   teacher's valid proposal (unless reviewed_only). Skipped and flagged examples are out.
 - the test split is never exported, and nothing whose normalised text (lowercase, no
   punctuation or whitespace) equals a test question's goes into train or validation.
-- examples already in the validation split stay there; the rest of the pool is split
-  stratified by action, seeded and deterministic, with every group of near-identical
-  texts entirely on one side (services/export_split.py).
+- splits are the user's: examples in the validation split go to validation.jsonl and those in
+  train to train.jsonl, as they are; unassigned ones are split stratified by action, seeded and
+  deterministic, with every group of near-identical texts entirely on one side
+  (services/export_split.py). Only a pool with no validation example takes its validation part
+  from train too. Whatever an export moves into the validation split of the workspace (so the
+  next export and every model keep them out of training) it says (`split_changes` in the
+  report, the CLI's output) and records with the export itself (the `exports` table: digest,
+  place, seed, the questions of each file, the ones moved).
 - every line is built from checked domain values in the cookbook's format and passes the
   token limit before anything is put in place; `check_jsonl_file` checks the files again,
   line by line, before a trainer reads them.
@@ -49,6 +54,7 @@ from routelab.services.export_report import build_report, format_report, part_re
 from routelab.services.export_scan import (
     HUMAN,
     KEY_BYTES,
+    WAS_TRAIN,
     WAS_VALIDATION,
     ScanSpec,
     message_json,
@@ -71,6 +77,7 @@ from routelab.services.export_write import (
     write_lines,
 )
 from routelab.store import Store
+from routelab.store.exports import ExportRecord
 
 __all__ = [  # what callers import from here (some of it lives in the export_* modules)
     "DEFAULT_BASE_MODEL", "Export", "ExportLine", "ExportOptions", "ExportResult", "MIN_EXAMPLES", "build_export",
@@ -132,6 +139,7 @@ class Export:
     digest: str  # identity of the data (both files): an identical export is reused, not rewritten
     files: dict[str, dict[str, Any]]  # per part: sha256, lines, bytes
     new_validation_ids: list[int]  # pool examples this export puts into the validation split
+    moved: dict[str, int]  # how many of them, by the split they come from (train, unassigned)
     system_prompt: str
     report: dict[str, Any]
     lines: dict[str, _Lines] = field(repr=False, default_factory=dict)
@@ -323,7 +331,7 @@ def build_export(store: Store, opts: ExportOptions = ExportOptions(), *, beside:
     names, limit = list(spec.actions), opts.token_limit or token_limit_for(opts.base_model)
     try:
         split = split_pool(names, pool.keys, pool.actions, (pool.flags & WAS_VALIDATION) > 0,
-                           opts.val_fraction, opts.seed)
+                           (pool.flags & WAS_TRAIN) > 0, opts.val_fraction, opts.seed)
         _check(pool, split.train, split.validation, actions, names, opts, limit)
         system = router_system_prompt(actions)
         head = ('{"messages": [' + message_json("system", system) + ", ").encode("utf-8")
@@ -339,9 +347,17 @@ def build_export(store: Store, opts: ExportOptions = ExportOptions(), *, beside:
     reports = {name: part_report(actions, names, pool.actions[order], pool.tokens[order],
                                  (pool.flags[order] & HUMAN) > 0) for name, order in parts.items()}
     billable = int(np.minimum(pool.tokens[split.train], limit).sum())
+    moved = _moved(pool, split.new_validation)
     report = build_report(opts, reports["train"], reports["validation"], pool.left_out, spec.teacher, system,
-                          limit, billable)
-    return Export(staged, digest, files, pool.ids[split.new_validation].tolist(), system, report, lines, made)
+                          limit, billable, moved)
+    return Export(staged, digest, files, pool.ids[split.new_validation].tolist(), moved, system, report, lines, made)
+
+
+def _moved(pool: _Pool, positions: np.ndarray) -> dict[str, int]:
+    """The questions the split moves into validation, counted by the split they come from."""
+    from_train = int(((pool.flags[positions] & WAS_TRAIN) > 0).sum())
+    moved = {"train": from_train, "unassigned": len(positions) - from_train}
+    return {k: v for k, v in moved.items() if v}
 
 
 def _lines(pool: _Pool, order: list[int], names: list[str]) -> _Lines:
@@ -355,8 +371,10 @@ def _lines(pool: _Pool, order: list[int], names: list[str]) -> _Lines:
 def write_export(store: Store, export: Export, out_dir: Path | str, *, save_split: bool = True) -> ExportResult:
     """Put train.jsonl, validation.jsonl and report.json in place as a whole (an identical export is reused).
 
-    The examples this export put into validation are recorded in the workspace (split =
-    validation), so the next export keeps them there and a later model is never trained on them.
+    The examples this export put into validation are moved into the workspace's validation split,
+    so the next export keeps them there and a later model is never trained on them; the export is
+    recorded (`exports`: digest, place, seed, the questions of each file, the ones moved) in the
+    same transaction. `save_split=False` writes the files only (nothing moved, nothing recorded).
     """
     out = Path(out_dir)
     real = out.resolve() if out.is_symlink() else out
@@ -377,9 +395,12 @@ def write_export(store: Store, export: Export, out_dir: Path | str, *, save_spli
         swap_in(move_beside(export.dir, real), real)
     export.dir, export._staged[0] = real, None
     remove_empty(export.made)  # e.g. the exports folder, when the export went to another file system
-    if save_split and export.new_validation_ids:
+    if save_split:
         with open_lean(str(store.path)) as lean:  # touches pages all over the table: not the caller's cache
-            lean.set_split(export.new_validation_ids, "validation")
+            lean.record_export(ExportRecord(
+                digest=export.digest, out_dir=str(real), seed=report["seed"], val_fraction=report["val_fraction"],
+                train_ids=export.lines["train"].ids.tolist(), validation_ids=export.lines["validation"].ids.tolist(),
+                moved=export.moved, moved_ids=export.new_validation_ids))
     val = out / "validation.jsonl" if "validation" in files else None
     return ExportResult(out, out / "train.jsonl", val, report, reused, files)
 

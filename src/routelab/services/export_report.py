@@ -39,10 +39,12 @@ def part_report(actions: list[Action], names: list[str], action_of: np.ndarray, 
 
 
 def build_report(opts, train: dict[str, Any], validation: dict[str, Any], left_out: dict[str, int],
-                 teacher: str | None, system: str, limit: int, billable_tokens: int) -> dict[str, Any]:
+                 teacher: str | None, system: str, limit: int, billable_tokens: int,
+                 moved: dict[str, int] | None = None) -> dict[str, Any]:
     """The report as report.json has it (the files and the digest are added when written).
 
-    `billable_tokens` is the sum over training examples of min(limit, tokens)."""
+    `billable_tokens` is the sum over training examples of min(limit, tokens); `moved`: the questions
+    the export moves into the workspace's validation split, by the split they come from."""
     epochs = opts.epochs or default_epochs(train["examples"])
     billed = epochs * billable_tokens
     price = training_price_per_1m(opts.base_model)
@@ -60,6 +62,7 @@ def build_report(opts, train: dict[str, Any], validation: dict[str, Any], left_o
         "train": train,
         "validation": validation,
         "left_out": dict(sorted(left_out.items())),
+        "split_changes": split_changes(moved or {}),
         "token_limit": limit,
         "train_tokens": train["tokens"],
         "epochs": epochs,
@@ -69,6 +72,23 @@ def build_report(opts, train: dict[str, Any], validation: dict[str, Any], left_o
         "price_table": price_table_date(),
         "estimated_cost": None if price is None else round(billed * price / 1e6, 4),
     }
+
+
+def split_changes(moved: dict[str, int]) -> dict[str, Any]:
+    """What the export changes in the workspace's splits: only ever questions moved into validation."""
+    return {"moved_to_validation": sum(moved.values()), "from": dict(sorted(moved.items()))}
+
+
+def split_changes_line(report: dict[str, Any]) -> str:
+    """One line saying exactly what the export changed in the workspace's splits (or that it changed nothing)."""
+    changes = report.get("split_changes") or {}
+    n = changes.get("moved_to_validation", 0)
+    if not n:
+        return "splits: as in the workspace (no question moved)"
+    parts = ", ".join(f"{v:,} from {k}" for k, v in changes["from"].items())
+    why = " (the workspace had no validation split)" if changes["from"].get("train") else ""
+    return (f"splits: moved {n:,} questions into the workspace's validation split: {parts}{why}; "
+            f"seed {report['seed']}, --val-fraction {report['val_fraction']:g}; recorded with this export")
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -82,6 +102,7 @@ def format_report(report: dict[str, Any]) -> str:
     lab = report["labels"]
     teacher = f" ({report['teacher']})" if report.get("teacher") else ""
     lines.append(f"labels: {lab['human']} from people, {lab['teacher']} from the teacher{teacher}")
+    lines.append(split_changes_line(report))
     if report["left_out"]:
         lines.append("left out: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report["left_out"].items()))
     longest = max(tr["max_example_tokens"], va["max_example_tokens"])

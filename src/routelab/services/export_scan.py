@@ -29,7 +29,7 @@ PAGE = 5000  # examples per keyset page
 PARALLEL_MIN = 150_000  # below this a worker process costs more (~1.3 s of CPU to start) than it saves
 STARTUP_ROWS = 30_000  # rows scanned in the time a worker takes to start (~1 s of CPU)
 LEAN_CACHE_KIB = 16_384  # SQLite page cache of the export's own connections
-HUMAN, WAS_VALIDATION = 1, 2  # bits of ScanPage.flags
+HUMAN, WAS_VALIDATION, WAS_TRAIN = 1, 2, 4  # bits of ScanPage.flags (the last two: the workspace's split)
 KEY_BYTES = 8  # a near-duplicate key is kept as 64 bits of its hash, little-endian
 _NOT_WORD = re.compile(r"[\W_]+")
 # What [\W_]+ removes from lowercased ASCII: everything but a-z and 0-9 (bytes.translate is ~10x faster)
@@ -165,7 +165,7 @@ def scan_page(store: Store, spec: ScanSpec, page: list[Example], spool) -> ScanP
         add_id(e.id)
         out.keys += key_hash(text)
         add_action(a)
-        add_flags(labelled[1] | (WAS_VALIDATION if e.split == "validation" else 0))
+        add_flags(labelled[1] | (WAS_VALIDATION if e.split == "validation" else WAS_TRAIN if e.split == "train" else 0))
         add_tokens(fixed + count_tokens(turns) + answer_tokens[a])  # the sum over messages
         add_length(len(data))
     spool.write(b"".join(lines))

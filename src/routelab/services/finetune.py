@@ -33,6 +33,7 @@ from routelab.services.export import (
     default_export_dir,
     write_export,
 )
+from routelab.services.export_report import split_changes_line
 from routelab.services.jobrun import JobRecorder
 from routelab.store import Store
 
@@ -153,6 +154,8 @@ def start_finetune(store: Store, plan: FinetunePlan, settings, *, trainer: Train
     recorder.event(f"Export {w.out_dir.name}: {r['train']['examples']} train, {r['validation']['examples']} validation "
                    f"({r['labels']['human']} human, {r['labels']['teacher']} teacher labels)"
                    + (f"; estimate ${plan.estimated_cost:.2f}" if plan.estimated_cost else ""))
+    if (r.get("split_changes") or {}).get("moved_to_validation"):
+        recorder.event(split_changes_line(r), level="warn")  # the workspace's splits changed: said where it is seen
     try:
         with recorder.running():
             trainer.start(recorder.job, TrainingFiles(w.train_path, w.validation_path), recorder, store)

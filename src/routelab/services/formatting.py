@@ -94,8 +94,10 @@ def headline_row(ev: Evaluation, *, compact: bool = False) -> dict[str, str]:
     d = ev.details
     slices = d.get("slices", {})
     oos = d.get("out_of_scope") or {}
+    from routelab.services.in_sample import mark
+
     return {
-        "model": ev.model,
+        "model": ev.model + mark(d),  # an in-sample figure says so beside it
         "synthetic": fmt_acc(slices.get("synthetic"), compact=compact),
         "user": fmt_acc(slices.get("user"), compact=compact),
         "all": fmt_acc(slices.get("all"), compact=compact),

@@ -5,6 +5,9 @@ Every accept is its own decision in the append-only log, so undo and history wor
 for bulk accepts exactly as for single ones. `decide` is one key's decision; it says
 when a key does more than it shows (skipping or flagging a question with a human label
 takes that label out of the training data, an imported one included).
+
+Bulk accept never reaches the test split unless the filter names it (`ExampleFilter.guarded`):
+accepting a model's answers for held-out questions would grade the model on its own answers.
 """
 
 from __future__ import annotations
@@ -70,8 +73,8 @@ def label_left_out(store: Store, ex: Example, kind: DecisionKind) -> str | None:
 
 
 def count_bulk(store: Store, flt: ExampleFilter, model: str, min_confidence: float | None = None) -> int:
-    """How many unreviewed questions of the filter a bulk accept would label."""
-    return store.count_bulk_accept(flt, model, min_confidence)
+    """How many unreviewed questions of the filter a bulk accept would label (test: only when named)."""
+    return store.count_bulk_accept(flt.guarded(), model, min_confidence)
 
 
 @dataclass
@@ -84,7 +87,8 @@ def bulk_accept(
     store: Store, flt: ExampleFilter, model: str, min_confidence: float | None = None, *,
     progress: Callable[[int], None] | None = None, cancelled: Callable[[], bool] | None = None,
 ) -> BulkResult:
-    """Accept `model`'s proposal for every unreviewed question of the filter at or above a confidence.
+    """Accept `model`'s proposal for every unreviewed question of the filter at or above a confidence
+    (test-split questions only when the filter names the test split).
 
     Works in chunks (each its own transaction), so it can be interrupted and resumed: a
     question accepted by an earlier chunk is no longer unreviewed and is not touched twice.
@@ -93,6 +97,7 @@ def bulk_accept(
         raise BadInput(f"no proposals from model {model!r} in this workspace")
     if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
         raise BadInput("--min-confidence must be between 0 and 1")
+    flt = flt.guarded()
     done: list[tuple[int, int]] = []
     after = 0
     while True:

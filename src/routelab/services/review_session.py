@@ -14,6 +14,11 @@ second, and one SQLite connection runs one statement at a time, so the `fresh_*`
 thread, and the reviewer keeps deciding while they run.
 
 Undo works by steps: one decision is a step, and so is a whole bulk accept.
+
+The test split is held out: every filter the session is given is `guarded()` first, so no
+queue, count or bulk accept reaches a test question unless the filter names the test split
+(`split="test"`). A reviewer pressing Enter on held-out questions would move their labels
+toward the teacher's answers and inflate its test score.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from routelab.services.review import (
 from routelab.store import Store
 from routelab.store.locks import WorkspaceLocked
 
-UNREVIEWED = ExampleFilter(status=Status.UNREVIEWED)
+UNREVIEWED = ExampleFilter(status=Status.UNREVIEWED).guarded()
 BulkStep = list[tuple[int, int]]  # (decision id, example id) of each decision of a bulk accept
 
 
@@ -158,10 +163,10 @@ class ReviewSession:
 
     def page(self, flt: ExampleFilter, *, after: int | None = None, before: int | None = None,
              limit: int = 50) -> list[Example]:
-        return self._as_made(flt, self._store.page(flt, after=after, before=before, limit=limit))
+        return self._as_made(flt, self._store.page(flt.guarded(), after=after, before=before, limit=limit))
 
     def page_at(self, flt: ExampleFilter, *, offset: int, limit: int = 50) -> list[Example]:
-        return self._as_made(flt, self._store.page_at(flt, offset=offset, limit=limit))
+        return self._as_made(flt, self._store.page_at(flt.guarded(), offset=offset, limit=limit))
 
     def _as_made(self, flt: ExampleFilter, rows: list[Example]) -> list[Example]:
         """Rows with the decisions still pending in the journal shown as made (a question decided
@@ -173,13 +178,23 @@ class ReviewSession:
         return [r for r in rows if flt.status is None or r.status == flt.status]
 
     def count(self, flt: ExampleFilter) -> int:
-        return self._store.count(flt)
+        return self._store.count(flt.guarded())
 
     def position(self, flt: ExampleFilter, example_id: int) -> int:
-        return self._store.position(flt, example_id)
+        return self._store.position(flt.guarded(), example_id)
 
     def has_rows(self, flt: ExampleFilter) -> bool:
-        return bool(self._store.page(flt, limit=1))
+        return bool(self._store.page(flt.guarded(), limit=1))
+
+    def is_empty(self) -> bool:
+        """No questions at all, in any split (the test split included)."""
+        return not self._store.page(ExampleFilter(), limit=1)
+
+    def held_out(self, flt: ExampleFilter) -> int:
+        """How many test questions the filter leaves out (0 when it names a split)."""
+        if flt.split is not None:
+            return 0
+        return self._store.count(replace(flt, split="test", hide_test=False))
 
     def example(self, example_id: int) -> Example | None:
         made = self._local.get(example_id)
@@ -196,21 +211,22 @@ class ReviewSession:
             return False
         if was_member and flt.action is None and not flt.conflict:
             return True
-        return self._store.count(replace(flt, ids=(ex.id,))) > 0
+        return self._store.count(replace(flt, ids=(ex.id,)).guarded()) > 0
 
     def opening_filter(self) -> tuple[ExampleFilter, str | None]:
         """Where a session starts: the unreviewed questions. With none left (a dataset imported with
         its labels) the labels a proposal disagrees with (the teacher's first), else every question;
-        then the second value says what is shown."""
-        if self.has_rows(UNREVIEWED) or not self.has_rows(ExampleFilter()):
+        then the second value says what is shown. Never the test split (see the module's doc)."""
+        if self.has_rows(UNREVIEWED) or self.is_empty():
             return UNREVIEWED, None
-        choices = [(ExampleFilter(conflict=True), "labels a model's proposal disagrees with")]
+        choices = [(ExampleFilter(conflict=True).guarded(), "labels a model's proposal disagrees with")]
         if self.teacher:
-            choices.insert(0, (ExampleFilter(conflict=True, model=self.teacher), "labels the teacher disagrees with"))
+            choices.insert(0, (ExampleFilter(conflict=True, model=self.teacher).guarded(),
+                               "labels the teacher disagrees with"))
         for flt, what in choices:
             if self.has_rows(flt):
                 return flt, what
-        return ExampleFilter(), "every question"
+        return ExampleFilter().guarded(), "every question outside the test split"
 
     # ---------------------------------------------------------------- deciding
 
@@ -336,7 +352,7 @@ class ReviewSession:
         """Accept `model`'s proposals at or above a confidence for the filter's unreviewed questions,
         on a connection of its own (a worker); undone as one step."""
         with self._own_connection() as store:
-            result = bulk_accept(store, flt, model, min_confidence, cancelled=cancelled)
+            result = bulk_accept(store, flt.guarded(), model, min_confidence, cancelled=cancelled)
         if result.decisions:
             with self._steps_lock:
                 self._steps.append(list(result.decisions))
@@ -361,7 +377,7 @@ class ReviewSession:
 
     def fresh_count(self, flt: ExampleFilter) -> int:
         with self._own_connection() as store:
-            return store.count(flt)
+            return store.count(flt.guarded())
 
     def fresh_status_counts(self) -> dict[str, int]:
         with self._own_connection() as store:
@@ -369,12 +385,13 @@ class ReviewSession:
 
     def fresh_overview(self, flt: ExampleFilter, example_id: int | None) -> Overview:
         with self._own_connection() as store:
+            flt = flt.guarded()
             position = store.position(flt, example_id) if example_id is not None else 0
             return Overview(store.counts_by("status"), store.count(flt), position)
 
     def fresh_count_bulk(self, flt: ExampleFilter, model: str, min_confidence: float) -> int:
         with self._own_connection() as store:
-            return count_bulk(store, flt, model, min_confidence)
+            return count_bulk(store, flt.guarded(), model, min_confidence)
 
 
 def _as_decided(ex: Example, kind: DecisionKind, action: str | None) -> Example:

@@ -32,6 +32,7 @@ class EvaluationOverview:
     labelled: int | None = None  # with no rows: questions of the split that have a human label
     problem: str | None = None  # with no rows: why nothing can be evaluated (no such split, no labels)
     offline: bool = True  # every model that would run is local: evaluating costs nothing
+    changed_test_labels: int = 0  # test labels changed after a model proposed for them (services/eval_caveats)
 
 
 class Workspace:
@@ -106,7 +107,8 @@ class Workspace:
         with self._store() as store:
             rows = latest(store)
             if rows:
-                return EvaluationOverview(rows, rows[0].split or split)
+                return EvaluationOverview(rows, rows[0].split or split,
+                                          changed_test_labels=store.changed_test_labels().total)
             try:
                 labelled = len(check_split(store, split))
             except RoutelabError as e:  # no such split, or no labels yet

@@ -197,11 +197,9 @@ def _applicable(c: sqlite3.Connection, e: Entry, known: set[str]) -> bool:
     return row is not None and (e.question is None or row[0] == e.question)
 
 
-def _refresh(c: sqlite3.Connection, example_id: int) -> None:
-    """Replay an example's decisions into its cached label and status."""
-    rows = c.execute(
-        "SELECT id, kind, action, undoes FROM decisions WHERE example_id = ? ORDER BY id", (example_id,)
-    ).fetchall()
+def replay(rows: list[tuple[int, str, str | None, int | None]]) -> tuple[str | None, Status]:
+    """The label and status a run of one example's decisions (id, kind, action, undoes) in id order
+    leaves: an undo among them cancels its target."""
     undone = {r[3] for r in rows if r[1] == "undo"}
     label, status = None, Status.UNREVIEWED
     for _id, kind, action, _undoes in rows:
@@ -213,4 +211,13 @@ def _refresh(c: sqlite3.Connection, example_id: int) -> None:
             status = Status.SKIPPED
         elif kind == "flag":
             status = Status.FLAGGED
+    return label, status
+
+
+def _refresh(c: sqlite3.Connection, example_id: int) -> None:
+    """Replay an example's decisions into its cached label and status."""
+    rows = c.execute(
+        "SELECT id, kind, action, undoes FROM decisions WHERE example_id = ? ORDER BY id", (example_id,)
+    ).fetchall()
+    label, status = replay(rows)
     c.execute("UPDATE examples SET label = ?, status = ? WHERE id = ?", (label, str(status), example_id))

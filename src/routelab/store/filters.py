@@ -17,6 +17,8 @@ def filter_sql(flt: ExampleFilter) -> tuple[str, list[Any]]:
         if value is not None:
             clauses.append(f"e.{column} = ?")
             args.append(str(value))
+    if flt.hide_test and flt.split is None:
+        clauses.append("e.split != 'test'")  # cheaper than NOT IN (a subquery per page) at a million rows
     model_clause = " AND p.model = ?" if flt.model else ""
     model_args = [flt.model] if flt.model else []
     if flt.action is not None:

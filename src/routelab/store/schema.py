@@ -246,4 +246,29 @@ MIGRATIONS.append(
     ]
 )
 
+MIGRATIONS.append(
+    # 7 (6 is the fallback action's): every export written, as its own record. Which export (the
+    # digest of its data, where it went), which seed and validation fraction, the questions of each
+    # file, and the ones it moved into the validation split of the workspace (only where the
+    # workspace had no validation split, or from unassigned; `moved` counts them by the split they
+    # came from). Ids are stored sorted, delta-encoded and zlib-compressed (store/exports.py):
+    # a million dense ids take a few kilobytes. Eval reads it to say whether a fine-tuned model was
+    # trained on the questions it is scored on.
+    [
+        """CREATE TABLE exports (
+            id INTEGER PRIMARY KEY,
+            digest TEXT NOT NULL,
+            out_dir TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            val_fraction REAL NOT NULL,
+            train_ids BLOB NOT NULL,
+            validation_ids BLOB NOT NULL,
+            moved TEXT NOT NULL DEFAULT '{}',
+            moved_ids BLOB NOT NULL,
+            at TEXT NOT NULL
+        )""",
+        "CREATE INDEX exports_digest ON exports (digest, id)",
+    ]
+)
+
 LATEST = len(MIGRATIONS)

@@ -19,6 +19,8 @@ from routelab.store.decisions import DecisionsTable
 from routelab.store.endpoints import EndpointsTable
 from routelab.store.evaluations import EvaluationsTable
 from routelab.store.examples import ExamplesTable
+from routelab.store.exports import ExportsTable
+from routelab.store.held_out import HeldOutQueries
 from routelab.store.imports import ImportsTable
 from routelab.store.jobs import JobsTable
 from routelab.store.models import ModelsTable
@@ -28,7 +30,8 @@ from routelab.store.settings import SettingsTable
 
 class Store(
     SettingsTable, ActionsTable, ExamplesTable, ImportsTable, ProposalsTable, DecisionsTable,
-    JobsTable, EvaluationsTable, ModelsTable, EndpointsTable,
+    JobsTable, EvaluationsTable, ModelsTable, EndpointsTable, HeldOutQueries,
+    ExportsTable,
 ):
     """The workspace: `Store.open(path)`, then one method per query or logical write."""
 

@@ -112,7 +112,7 @@ class RoutelabApp(App):
     def on_show_examples(self, event: ShowExamples) -> None:
         """Another pane (e.g. a confusion-matrix cell in Evaluate) opens questions in Review."""
         self.action_show_tab("review")
-        self.query_one(ReviewPane).show_examples(event.ids, event.title)
+        self.query_one(ReviewPane).show_examples(event.ids, event.title, event.split)
 
     def on_open_in_playground(self, event: OpenInPlayground) -> None:
         """The Jobs pane opens a trained model: listed, selected and loaded in the Playground."""

@@ -3,6 +3,9 @@ one-line description shown above the list. Pure functions of an ExampleFilter.
 
 Filters combine: a choice turns its facet on (● marks it in the menu) or, chosen again,
 off; `all` keeps only the search; `clear` goes back to the start (unreviewed).
+
+The test split is held out of every choice but one: `split test`, chosen by name
+(`ExampleFilter.guarded`; the review session guards every filter it is given too).
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from routelab.domain import SPLITS, Action, ExampleFilter, Status, printable
 from routelab.tui.components.picker import PickItem
 
 LOW_CONFIDENCE = 0.6
-UNREVIEWED = ExampleFilter(status=Status.UNREVIEWED)
+UNREVIEWED = ExampleFilter(status=Status.UNREVIEWED).guarded()
+EVERYTHING = ExampleFilter().guarded()  # every question outside the test split
 ON = "● "
+HELD_OUT = " (held out: eval counts the labels changed here)"
 
 
 def filter_menu(f: ExampleFilter, *, sources: Sequence[str], models: Sequence[str],
@@ -25,16 +30,17 @@ def filter_menu(f: ExampleFilter, *, sources: Sequence[str], models: Sequence[st
     def mark(on: bool) -> str:
         return ON if on else ""
 
-    everything = replace(f, query=None) == ExampleFilter()
+    everything = replace(f, query=None) == EVERYTHING
     items = [PickItem(f"status:{s}", f"{mark(f.status == s)}{s}", "status") for s in Status]
     items += [
-        PickItem("all", f"{mark(everything)}all questions, no other filter (the search stays)", "status"),
+        PickItem("all", f"{mark(everything)}all questions but test, no other filter (the search stays)", "status"),
         PickItem("disagreement", f"{mark(f.disagreement)}disagreement between models", "proposals"),
         PickItem("conflict", f"{mark(f.conflict)}label ≠ proposal (a model disagrees with the label)", "proposals"),
         PickItem("low", f"{mark(f.max_confidence is not None)}low confidence (< {LOW_CONFIDENCE:g})", "proposals"),
     ]
     items += [PickItem(f"source:{s}", f"{mark(f.source == s)}source {s}", "source") for s in sources]
-    items += [PickItem(f"split:{s}", f"{mark(f.split == s)}split {s}", "split") for s in SPLITS]
+    items += [PickItem(f"split:{s}", f"{mark(f.split == s)}split {s}{HELD_OUT if s == 'test' else ''}", "split")
+              for s in SPLITS]
     items += [PickItem(f"model:{m}", f"{mark(f.model == m)}model {m}", "model") for m in models]
     items += [PickItem(f"action:{a.name}", f"{mark(f.action == a.name)}action {a.name}", "action") for a in actions]
     items.append(PickItem("clear", "clear every filter (back to unreviewed)", ""))
@@ -47,7 +53,7 @@ def apply_choice(f: ExampleFilter, value: str) -> ExampleFilter:
     if kind == "status":
         return replace(f, status=Status(arg) if arg else None)
     if kind == "all":  # every question: the other filters go too, the search stays
-        return ExampleFilter(query=f.query)
+        return replace(EVERYTHING, query=f.query)
     if kind == "disagreement":
         return replace(f, disagreement=not f.disagreement)
     if kind == "conflict":
@@ -73,7 +79,7 @@ def describe(f: ExampleFilter, ids_title: str = "") -> str:
     for name in ("source", "split", "action", "model"):
         value = getattr(f, name)
         if value is not None:
-            parts.append(f"{name} {printable(value)}")
+            parts.append(f"{name} {printable(value)}" + (" (held out)" if name == "split" and value == "test" else ""))
     if f.ids is not None:
         parts.append(ids_title or f"{len(f.ids)} chosen")
     if f.query:

@@ -58,7 +58,8 @@ class EvaluatePane(Vertical):
         self.split = "test"
         self.rows: list[Evaluation] = []
         self.selected: str | None = None
-        self.confusion_ids: list[tuple[str, list[int]]] = []
+        self.changed_test_labels = 0
+        self.confusion_ids: list[tuple[str, list[int], str | None]] = []  # title, ids, the evaluated split
         self.running = False
         self.auto_run = auto_run  # evaluate once by itself when nothing is stored and every model is local
         self._auto_pending = False
@@ -131,6 +132,7 @@ class EvaluatePane(Vertical):
     def _show(self, overview: EvaluationOverview, first: bool = False) -> None:
         self._loaded = True
         self.rows, self.split = overview.rows, overview.split
+        self.changed_test_labels = overview.changed_test_labels
         first, self._first_next = first or self._first_next, False
         self._fill(None if first else self.selected)
         if self.rows:
@@ -163,12 +165,13 @@ class EvaluatePane(Vertical):
         cells = [headline_cells(ev) for ev in self.rows]
         self._model_width = width = self._fit_model_width(cells)
         for ev, row in zip(self.rows, cells):
-            row["model"] = short_model(ev.model, width)
+            mark = row["model"][len(ev.model):]  # " (in-sample)": kept whole, the id is shortened instead
+            row["model"] = short_model(ev.model, max(8, width - len(mark))) + mark
         t.clear(columns=True)  # an auto-width column never narrows: set the widths anew
         self._columns(t, self._widths(cells) if cells else None)
         for ev, row in zip(self.rows, cells):
             t.add_row(*(literal(row[k]) for k in TABLE_COLUMNS), key=ev.model)
-        cut = [(row["model"], ev.model) for ev, row in zip(self.rows, cells) if row["model"] != ev.model]
+        cut = [(row["model"], ev.model) for ev, row in zip(self.rows, cells) if not row["model"].startswith(ev.model)]
         t.tooltip = Text("\n".join(f"{a} = {b}" for a, b in cut)) if cut else None  # the full ids
         self._fill_scope(cells)
         if self.rows:
@@ -220,6 +223,9 @@ class EvaluatePane(Vertical):
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{self.split} split", style="bold")
         text.append(f" · {counts} · base {short_model(str(first.details.get('base')), 30)}")
+        if self.changed_test_labels:  # before the rest: the line is cut at the pane's width
+            text.append(f" · {self.changed_test_labels} test labels changed after a model proposed for them",
+                        style="yellow")
         text.append(f" · {first.created_at[:16].replace('T', ' ')} UTC")
         text.append(" · [95% Wilson CI] · r re-run", style="dim")
         if extra:
@@ -257,7 +263,7 @@ class EvaluatePane(Vertical):
                         literal(action))
         for i, c in enumerate(ev.details.get("confusions", [])):
             conf.add_row(str(c["count"]), literal(cut_middle(c["gold"], 24)), literal(cut_middle(c["pred"], 24)), key=str(i))
-            self.confusion_ids.append((f"{ev.model}: {c['gold']} → {c['pred']}", list(c["ids"])))
+            self.confusion_ids.append((f"{ev.model}: {c['gold']} → {c['pred']}", list(c["ids"]), ev.split))
         labels = ev.details.get("labels", [])
         small = 0 < len(labels) <= MATRIX_MAX_ACTIONS
         matrix.display = small
@@ -313,8 +319,8 @@ class EvaluatePane(Vertical):
 
     def _open(self, index: int) -> None:
         if 0 <= index < len(self.confusion_ids):
-            title, ids = self.confusion_ids[index]
-            self.post_message(ShowExamples(ids, title))
+            title, ids, split = self.confusion_ids[index]
+            self.post_message(ShowExamples(ids, title, split))  # the split named: the test split shows
             say(self, f"{title}: {len(ids)} examples", title="Opening in Review")
 
     # ------------------------------------------------------------------ running

@@ -120,10 +120,12 @@ class ReviewPane(BackgroundReads, Vertical, can_focus=True):
         self.shown = ex
         if ex is None:
             self.best = None
-            if not self.session.has_rows(ExampleFilter()):
+            if self.session.is_empty():
                 hint = EMPTY_WORKSPACE
             else:
                 hint = "Nothing left in this filter.  " if self.flt.status == Status.UNREVIEWED else ""
+                held_out = self.session.held_out(self.flt)
+                hint += f"({held_out:,} test-split questions held out: v, split test shows them)  " if held_out else ""
                 hint += "v: change the filter · /: search"
             self.dataset.empty_hint = hint if hint == EMPTY_WORKSPACE else None
             self.query_one(DetailView).show(render_detail(None, [], [], None, empty_hint=hint))
@@ -329,10 +331,11 @@ class ReviewPane(BackgroundReads, Vertical, can_focus=True):
         self._paint_filter()
         self._show_current()
 
-    def show_examples(self, ids: list[int], title: str = "") -> None:
-        """Review exactly these questions, whatever their status (e.g. a confusion-matrix cell)."""
+    def show_examples(self, ids: list[int], title: str = "", split: str | None = None) -> None:
+        """Review exactly these questions, whatever their status (e.g. a confusion-matrix cell). Test-split
+        questions only when `split` names the test split (an evaluation on it), as everywhere in review."""
         self.ids_title = printable(title) if title else f"{len(ids)} chosen"
-        self.set_filter(ExampleFilter(ids=tuple(ids)))
+        self.set_filter(ExampleFilter(ids=tuple(ids), split=split).guarded())
 
     def action_search(self) -> None:
         self.bar.open_search(self.flt.query or "")
