@@ -29,7 +29,9 @@ from routelab.services.finetune import FinetuneOptions, plan_finetune, start_fin
 from routelab.services.importing import import_file  # noqa: E402
 from routelab.store import ExampleFilter, Store  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "datasets" / "banking77"
+# ../shared beside the checkout (a worktree one level deeper finds it too)
+DATA = next((p / "shared" / "datasets" / "banking77" for p in (ROOT.parent, ROOT.parent.parent)
+             if (p / "shared" / "datasets" / "banking77").exists()), ROOT.parent / "shared" / "datasets" / "banking77")
 
 
 def minilm() -> str:
