@@ -44,10 +44,14 @@ def workspace(tmp: Path, data: Path, limit: int | None) -> Store:
     store = Store.open(tmp / "bank.db", create=True)
     train = data / "train.csv"
     if limit:  # a stratified-enough subset: every n-th row
-        rows = train.read_text(encoding="utf-8").splitlines()
+        import csv
+
+        with train.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f))
         step = max(1, (len(rows) - 1) // limit)
         train = tmp / "train-subset.csv"
-        train.write_text("\n".join([rows[0], *rows[1::step][:limit]]) + "\n", encoding="utf-8")
+        with train.open("w", encoding="utf-8", newline="") as f:
+            csv.writer(f).writerows([rows[0], *rows[1::step][:limit]])
     import_file(store, train, create_actions=True)
     import_file(store, data / "test.csv", split="test")
     return store
@@ -62,6 +66,12 @@ def latency(router, examples, actions, n: int = 200) -> tuple[float, float]:
         times.append((time.perf_counter() - t0) * 1000)
     q = statistics.quantiles(times, n=20)
     return round(statistics.median(times), 2), round(q[18], 2)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def main() -> None:
@@ -102,7 +112,7 @@ def main() -> None:
         accuracy = sum(r.action == e.label for r, e in zip(routes, test)) / len(test)
         print(json.dumps({
             "bench": "hf_classifier_banking77", "base": Path(base).name if Path(base).exists() else base,
-            "device": plan.summary.split(" on ")[-1].split(";")[0] if " on " in plan.summary else None,
+            "device": "cuda" if _cuda() else f"cpu ({args.threads} threads)",
             "train": plan.report["train"]["examples"], "validation": plan.report["validation"]["examples"],
             "test": len(test), "accuracy": round(accuracy, 4), "valid_accuracy": metrics.get("valid_accuracy"),
             "train_s": round(t2 - t1, 1), "plan_s": round(t1 - t0, 1), "estimate": plan.summary,

@@ -24,9 +24,9 @@ EVENTS, CANCEL, SPEC = "events.jsonl", "cancel", "run.json"
 
 
 def launch_command(spec_path: Path, gpus: int) -> list[str]:
-    cpu = os.environ.get("ROUTELAB_HF_LAUNCH_CPU") == "1"  # tests: several CPU processes (gloo) stand in for GPUs
-    where = ["--cpu"] if cpu else ["--multi_gpu"]
-    return [sys.executable, "-m", "accelerate.commands.launch", *where, "--num_processes", str(gpus),
+    # tests: several CPU processes (torchrun + gloo) stand in for the GPUs, the workers find no CUDA
+    cpu = os.environ.get("ROUTELAB_HF_LAUNCH_CPU") == "1"
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(gpus),
             "--num_machines", "1", "--mixed_precision", "no" if cpu else "bf16", "-m", "routelab.providers.hf.worker",
             str(spec_path)]
 

@@ -196,14 +196,15 @@ class TrainingLoop:
         """Validation loss (mean over examples) and accuracy, summed over every process."""
         import torch
 
-        self.model.eval()
+        model = self.acc.unwrap_model(self.model)  # no DDP hooks: processes may hold different numbers of batches
+        model.eval()
         batches = length_batches(self.task.val_lengths, self.opts.batch_size, 0, shuffle=False)
         sums = torch.zeros(3, device=self.acc.device, dtype=torch.float64)
         with torch.no_grad():
             for indices in batches[self.acc.process_index::self.world]:
                 batch = {k: v.to(self.acc.device) for k, v in self.task.batch(indices, "valid").items()}
                 with self.acc.autocast():
-                    loss, correct, counted = self.task.loss(self.model, batch)
+                    loss, correct, counted = self.task.loss(model, batch)
                 sums += torch.tensor([float(loss) * len(indices), correct, counted], device=sums.device,
                                      dtype=sums.dtype)
         if self.world > 1:

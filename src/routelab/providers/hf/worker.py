@@ -9,13 +9,15 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from accelerate import PartialState
+    import os
 
     from routelab.providers.hf.launch import FileReporter
     from routelab.providers.hf.run import RunSpec, run_training
 
     spec = RunSpec.read(Path(argv[0]))
-    main_process = PartialState().is_main_process
+    # RANK is torchrun's (under accelerate launch); asking accelerate here would fix its state before the run
+    # chooses CPU or GPU
+    main_process = int(os.environ.get("RANK", "0")) == 0
     reporter = FileReporter(spec.run_dir) if main_process else None
     try:
         run_training(spec, reporter)
