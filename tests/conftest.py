@@ -12,6 +12,7 @@ from routelab.services.demo import create_demo_workspace, demo_data_dir
 from routelab.store import Store
 
 DATA = Path(__file__).parent / "data"
+pytest_plugins = ["tests.hf_models"]  # the hf backend's tiny models (fixtures that skip without torch)
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,6 @@ from routelab.providers import registry
 from routelab.services.finetune import FinetuneOptions, plan_finetune, start_finetune
 from routelab.services.jobs import JobService
 from routelab.store import ExampleFilter, Store
-from tests.hf_models import hf_encoder  # noqa: F401  (a fixture)
 
 FAST = {"learning_rate": 3e-3, "head_lr": 1e-2, "batch_size": 16, "max_length": 32, "threads": 1}
 

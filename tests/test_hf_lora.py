@@ -13,7 +13,6 @@ from routelab.providers import registry
 from routelab.services.finetune import FinetuneOptions, plan_finetune, start_finetune
 from routelab.services.jobs import JobService
 from routelab.store import ExampleFilter, Store
-from tests.hf_models import hf_causal_lm, hf_small_store  # noqa: F401  (fixtures)
 
 FAST = {"method": "lora", "learning_rate": 5e-3, "batch_size": 8, "threads": 1, "lora_r": 4, "lora_alpha": 8}
 

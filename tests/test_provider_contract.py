@@ -21,7 +21,6 @@ from routelab.services.generation import generate
 from routelab.services.jobs import JobService
 from routelab.services.labeling import label
 from routelab.store import ExampleFilter
-from tests.hf_models import hf_encoder  # noqa: F401  (a fixture: the hf backend's base here)
 from tests.keyword_backend import KeywordBackend
 
 CAPABILITIES = {ROUTE, TRAIN, GENERATE, BATCH}

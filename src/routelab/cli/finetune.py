@@ -54,7 +54,10 @@ def register(sub, common) -> None:
     p.add_argument("--interval", type=float, default=5.0, help="seconds between polls with --wait (default 5)")
     add_json_flag(p)
     p.set_defaults(func=cmd_finetune)
+    _register_jobs(sub, common)
 
+
+def _register_jobs(sub, common) -> None:
     p = sub.add_parser("jobs", parents=[common], help="list, show, watch or cancel jobs (fine-tunes, labeling, ...)")
     jsub = p.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND", required=True)
     q = jsub.add_parser("list", parents=[common], help="all jobs, newest first")
