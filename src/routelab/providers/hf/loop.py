@@ -181,7 +181,7 @@ class TrainingLoop:
             s.bad_evals += 1
         text = f"Step {s.step}/{self.total}: validation loss={loss:.4f}, accuracy={acc:.3f}"
         self.say(text, data={**{k: v for k, v in s.metrics.items() if k != "learning_rate"}, **data})
-        if self.task.early_stopping and s.bad_evals >= self.opts.patience:
+        if self.task.early_stopping and s.bad_evals >= self.opts.patience and s.step < self.total:
             s.stopped_early = True
             self.say(f"Early stopping at step {s.step}: validation loss has not improved for {s.bad_evals} "
                      f"validations (best {s.best_loss:.4f} at step {s.best_step})")
