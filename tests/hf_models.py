@@ -47,8 +47,10 @@ def _tokenizer(kind: str, vocab: int = 600):
 
 def tiny_encoder(path: Path) -> Path:
     """A 2-layer, 32-wide BERT with random weights and its own WordPiece tokenizer."""
+    import torch
     from transformers import BertConfig, BertModel
 
+    torch.manual_seed(0)  # the same random weights every session: a run's outcome does not vary
     tokenizer = _tokenizer("bert")
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
@@ -59,8 +61,10 @@ def tiny_encoder(path: Path) -> Path:
 
 def tiny_causal_lm(path: Path) -> Path:
     """A 2-layer, 32-wide Llama with random weights and its own byte-level BPE tokenizer."""
+    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    torch.manual_seed(0)
     tokenizer = _tokenizer("llama", vocab=3000)  # a larger vocabulary: shorter prompts, faster tests
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                          num_key_value_heads=1, intermediate_size=64, max_position_embeddings=2048,
