@@ -12,12 +12,14 @@ from routelab.services.demo import create_demo_workspace, demo_data_dir
 from routelab.store import Store
 
 DATA = Path(__file__).parent / "data"
+pytest_plugins = ["tests.hf_models"]  # the hf backend's tiny models (fixtures that skip without torch)
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path):
     """No test sees a real key, a real endpoint or the user's data directory."""
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ROUTELAB_DB", "ROUTELAB_TEACHER", "ROUTELAB_SPEND_LIMIT"):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ROUTELAB_DB", "ROUTELAB_TEACHER", "ROUTELAB_SPEND_LIMIT",
+                 "ROUTELAB_HF_BASE_MODEL", "ROUTELAB_HF_METHOD", "ROUTELAB_HF_DEVICE", "ROUTELAB_GPU_PRICE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ROUTELAB_DATA_DIR", str(tmp_path / "userdata"))
 

@@ -38,6 +38,8 @@ def backend(request) -> Backend:
     b = registry.get(request.param)
     if not b.available(Settings()):
         pytest.skip(f"{b.name} cannot run here: it needs {b.requirement}")
+    if request.param == "hf":  # no Hub here: a tiny model made on the fly is its base (and zero-shot encoder)
+        request.getfixturevalue("monkeypatch").setenv("ROUTELAB_HF_BASE_MODEL", str(request.getfixturevalue("hf_encoder")))
     return b
 
 
@@ -50,7 +52,8 @@ def test_built_ins_register_through_entry_points():
     found = {ep.name: ep.value for ep in entry_points(group=registry.GROUP)}
     assert found["openai"] == "routelab.providers.openai.backend:OpenAIBackend"
     assert found["local"] == "routelab.providers.local.backend:LocalBackend"
-    assert {"openai", "local"} <= set(registry.names()) and registry.load_errors() == {}
+    assert found["hf"] == "routelab.providers.hf.backend:HFBackend"  # registered whether or not torch is installed
+    assert {"openai", "local", "hf"} <= set(registry.names()) and registry.load_errors() == {}
 
 
 def test_declares_a_name_and_known_capabilities(backend):

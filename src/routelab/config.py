@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     data_dir: Path | None = None  # where `routelab demo` keeps its workspace
     teacher: str = "gpt-4.1"  # the OpenAI teacher model
     spend_limit: float = 5.0  # USD: above this estimate, ask before spending
+    hf_base_model: str | None = None  # the hf trainer's base (default per method) and hf-zero-shot's encoder
+    hf_method: str = "classifier"  # what the hf trainer does when no --method is given (the Jobs pane)
+    hf_device: str = "auto"  # where hf models route: auto (the GPU when there is one), cpu, cuda
+    gpu_price: float = 2.5  # USD per GPU-hour: what an hf run on a (rented) GPU costs
+    gpu_tflops: float = 100.0  # effective TFLOP/s of a rented GPU, for the projection shown on a CPU
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
 

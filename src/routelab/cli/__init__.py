@@ -19,7 +19,7 @@ from routelab.cli.output import SafeStream
 from routelab.domain import RoutelabError
 
 # Command modules, in the order their commands appear in --help.
-COMMAND_MODULES = ["workspace", "label", "review", "finetune", "evaluate", "endpoints"]
+COMMAND_MODULES = ["workspace", "label", "review", "finetune", "models", "evaluate", "endpoints"]
 
 
 class Parser(argparse.ArgumentParser):

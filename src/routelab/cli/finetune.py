@@ -29,27 +29,35 @@ def register(sub, common) -> None:
     from routelab.providers.base import TRAIN
 
     p = sub.add_parser(
-        "finetune", parents=[common], help="export, then fine-tune a router (OpenAI or the embedded local trainer)",
+        "finetune", parents=[common], help="export, then fine-tune a router (OpenAI, the embedded local trainer, hf)",
         description="Exports the workspace (reusing an identical export), then starts a fine-tune. "
                     "--provider openai uploads both files (skipping files already uploaded) and creates a job; "
                     "it shows the estimate and asks first at a terminal (in scripts: only above ROUTELAB_SPEND_LIMIT, "
                     "and --yes accepts). "
                     "--provider local trains the embedded router in this process and always runs to completion "
-                    "(with or without --wait). Default provider: openai when OPENAI_API_KEY is set, else local.",
+                    "(with or without --wait). --provider hf fine-tunes an open-weights model here (a classifier "
+                    "on an encoder, or LoRA on a chat model: --method), with checkpoints beside the workspace; "
+                    "it needs pip install 'routelab[hf]'. "
+                    "Default provider: openai when OPENAI_API_KEY is set, else local.",
     )
     p.add_argument("--provider", choices=registry.names(TRAIN), default=None,
                    help="which backend trains (default: openai when OPENAI_API_KEY is set, else local)")
-    p.add_argument("--base-model", default=None, help="OpenAI base model (default gpt-4.1-mini-2025-04-14)")
+    p.add_argument("--base-model", default=None,
+                   help="base model (openai: default gpt-4.1-mini-2025-04-14; hf: a Hub id or a local folder)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of an OpenAI fine-tune (default: the OpenAI cookbook rule)")
     p.add_argument("--suffix", default=None, help="suffix of the fine-tuned model name (OpenAI, up to 64 chars)")
     _data_options(p)
     p.add_argument("--out", default=None, metavar="DIR", help="export directory (default: beside the workspace)")
+    _hf_options(p)
     p.add_argument("--yes", "-y", action="store_true", help="do not ask (at a terminal routelab always asks before a paid fine-tune; in scripts above the spend limit)")
     p.add_argument("--wait", action="store_true", help="follow the job to its end (exit 0 succeeded, 1 failed/cancelled)")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between polls with --wait (default 5)")
     add_json_flag(p)
     p.set_defaults(func=cmd_finetune)
+    _register_jobs(sub, common)
 
+
+def _register_jobs(sub, common) -> None:
     p = sub.add_parser("jobs", parents=[common], help="list, show, watch or cancel jobs (fine-tunes, labeling, ...)")
     jsub = p.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND", required=True)
     q = jsub.add_parser("list", parents=[common], help="all jobs, newest first")
@@ -69,6 +77,31 @@ def register(sub, common) -> None:
     q.add_argument("id")
     add_json_flag(q)
     q.set_defaults(func=cmd_jobs_cancel)
+
+
+def _hf_options(p) -> None:
+    g = p.add_argument_group("hf trainer (--provider hf)")
+    g.add_argument("--method", choices=("classifier", "lora"), default=None,
+                   help="classifier: a classification head on an encoder (default); lora: LoRA on a chat model")
+    g.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (classifier 5e-5, lora 2e-4)")
+    g.add_argument("--head-lr", type=float, default=None, help="classifier: the new head's rate (default 20x)")
+    g.add_argument("--batch-size", type=int, default=None, help="examples per step and GPU (default 32)")
+    g.add_argument("--max-length", type=int, default=None, help="tokens per example (classifier 64, lora 512)")
+    g.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default 200)")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: the GPU when there is one")
+    g.add_argument("--gpus", type=int, default=None, help="train on N GPUs through accelerate launch")
+    g.add_argument("--no-resume", action="store_true", help="start afresh, even where a checkpoint could be resumed")
+
+
+HF_FLAGS = ("method", "learning_rate", "head_lr", "batch_size", "max_length", "checkpoint_every", "device", "gpus")
+
+
+def _train_options(a) -> dict:
+    """Trainer-specific flags that were given (a trainer that takes none of them refuses them)."""
+    options = {k: getattr(a, k) for k in HF_FLAGS if getattr(a, k, None) is not None}
+    if getattr(a, "no_resume", False):
+        options["resume"] = False
+    return options
 
 
 def _data_options(p) -> None:
@@ -143,7 +176,7 @@ def cmd_finetune(ctx) -> int:
         raise BadInput("--interval must be positive")
     opts = FinetuneOptions(provider=a.provider, base_model=a.base_model, epochs=a.epochs, suffix=a.suffix, seed=a.seed,
                            val_fraction=a.val_fraction, teacher=a.teacher, reviewed_only=a.reviewed_only,
-                           out_dir=Path(a.out) if a.out else None)
+                           out_dir=Path(a.out) if a.out else None, train_options=_train_options(a))
     store = ctx.store()
     plan = plan_finetune(store, opts, settings)
     if not a.json:

@@ -296,6 +296,11 @@ class Trainer(ABC):
         """The model whose token limits and prices the export is checked against; None: the export's default."""
         return None
 
+    def configure(self, options: dict[str, Any]) -> None:
+        """Options of this trainer for one run (e.g. hf's --method); BadInput for what it does not take."""
+        if options:
+            raise BadInput(f"the {self.provider} trainer takes no {', '.join(sorted(options))} option")
+
     def check_base(self, store: Any, base: str) -> None:
         """BadInput, before any export or job, where training `base` cannot work (e.g. its endpoint has
         no fine-tuning API)."""
@@ -372,6 +377,10 @@ class Backend(ABC):
 
     def trainer(self, settings: Settings) -> Trainer:
         raise NotImplementedError(f"the {self.name} provider does not train")
+
+    def export_model(self, trained: TrainedModel, out: Path) -> dict[str, Any]:
+        """Write a trained model where a model server can load it (`routelab export-model`)."""
+        raise BadInput(f"the {self.name} provider's models cannot be exported (export-model is for hf models)")
 
     def generator(self, model_id: str, *, settings: Settings, trained: TrainedModel | None = None,
                   store: Any = None, **options: Any) -> QuestionGenerator:

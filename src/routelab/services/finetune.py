@@ -16,7 +16,7 @@ shells ask first (`duplicate_line` says what to ask).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ class FinetuneOptions:
     reviewed_only: bool = False
     out_dir: Path | None = None  # default: beside the workspace, one folder per distinct data set
     steps: int = 5  # trainers that report steps (local): how many
+    train_options: dict[str, Any] = field(default_factory=dict, hash=False)  # trainer-specific (hf: method, ...)
 
 
 @dataclass
@@ -87,6 +88,7 @@ def plan_finetune(store: Store, options: FinetuneOptions, settings) -> FinetuneP
     """Build and check the export (BadInput before anything is spent), write it, estimate the cost."""
     options = replace(options, provider=options.provider or registry.default_trainer(settings))
     trainer = registry.trainer(options.provider, settings, store=store, base=options.base_model)
+    trainer.configure(dict(options.train_options))
     if options.suffix is not None and (len(options.suffix) > 64 or not options.suffix.strip()):
         raise BadInput("--suffix must be 1 to 64 characters")
     base = options.base_model or trainer.default_base
@@ -101,6 +103,11 @@ def plan_finetune(store: Store, options: FinetuneOptions, settings) -> FinetuneP
     return FinetunePlan(options, base, export, written, cost, float(settings.spend_limit), trainer.free,
                         trainer.describe(written.report, base, cost),
                         earlier_job(store, trainer.provider, base, written.report.get("digest")))
+
+
+def models_root(db_path: Path) -> Path:
+    """The folder beside the workspace where trainers that make files keep them (hf: one folder per job)."""
+    return db_path.parent / f"{db_path.stem}-models"
 
 
 def earlier_job(store: Store, provider: str, base_model: str, digest: str | None) -> Job | None:
@@ -127,7 +134,7 @@ def duplicate_line(plan: FinetunePlan) -> str | None:
     return f"job {job.id} ({state}, started {when} UTC) {done} {job.model} on this exact data"
 
 
-def _job_params(plan: FinetunePlan) -> dict[str, Any]:
+def _job_params(plan: FinetunePlan, db_path: Path) -> dict[str, Any]:
     from routelab.providers.prompts import prompt_hash
 
     o, r = plan.options, plan.report
@@ -137,6 +144,7 @@ def _job_params(plan: FinetunePlan) -> dict[str, Any]:
         "estimated_epochs": r["epochs"], "billed_tokens": r["billed_tokens"], "estimated_cost": plan.estimated_cost,
         "suffix": o.suffix, "seed": o.seed, "steps": o.steps, "system_prompt": plan.export.system_prompt,
         "prompt_version": r["prompt_version"], "prompt_sha": prompt_hash(plan.export.system_prompt),
+        "train_options": dict(o.train_options), "models_dir": str(models_root(db_path)),
     }
 
 
@@ -150,7 +158,7 @@ def start_finetune(store: Store, plan: FinetunePlan, settings, *, trainer: Train
         check_jsonl_file(w.validation_path, plan.report["token_limit"])
     r = plan.report
     recorder = JobRecorder.create(store, Job(kind="finetune", provider=trainer.provider, status=JobStatus.QUEUED,
-                                             model=plan.base_model, params=_job_params(plan)), on_event=on_event)
+                                             model=plan.base_model, params=_job_params(plan, Path(store.path))), on_event=on_event)
     recorder.event(f"Export {w.out_dir.name}: {r['train']['examples']} train, {r['validation']['examples']} validation "
                    f"({r['labels']['human']} human, {r['labels']['teacher']} teacher labels)"
                    + (f"; estimate ${plan.estimated_cost:.2f}" if plan.estimated_cost else ""))
